@@ -1,0 +1,291 @@
+"""Outcomes of a state and the six moments (MODEL.md section 5); the public ``solve``/``moments``.
+
+``moments(params, draws, settings)`` solves the economy before AI (A = 0) and after (A = A1) on the
+same draws and returns the six moments under their MODEL.md code names with diagnostics. Both
+public functions validate their inputs, then call one jit-compiled function with ``settings``
+static, so new parameter values never recompile.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+
+import jax
+import jax.numpy as jnp
+
+from jaxmodel import firms, screening, tasks
+from jaxmodel.draws import Draws, check_draws
+from jaxmodel.education import FixedPointInfo, solve_education
+from jaxmodel.errors import InvalidParameterError, InvalidSettingError
+from jaxmodel.inequality import between_group_share, weighted_gini
+from jaxmodel.market import Economy, clear_market, economy, wages
+from jaxmodel.params import Params, validate_params
+from jaxmodel.settings import Settings
+from jaxmodel.workers import Workforce, workforce
+
+#: The six moments in order m1..m6 (MODEL.md section 5).
+MOMENT_NAMES: tuple[str, ...] = (
+    "cv_change",
+    "productivity_gain",
+    "college_premium_change",
+    "credential_reliance_change",
+    "between_firm_share_change",
+    "gini_change",
+)
+
+#: Per-state outcomes reported before and after AI as diagnostics.
+STATE_DIAGNOSTICS: tuple[str, ...] = (
+    "gini",
+    "college_share",
+    "between_firm_share",
+    "capital_share",
+    "diagnostic_variance",
+    "college_premium",
+    "credential_reliance",
+    "fp_residual",
+    "fp_iterations",
+)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class State:
+    """The solved economy in one AI state.
+
+    Attributes:
+        P: (O, M) college probabilities (agents in occupation order).
+        income: (2, O, M) worker income W_ie = w^c_ie + xi Pi_j / (N/F).
+        wage: (2, O, M) commodity wage w^c_ie.
+        owner_income: (F,) income of each owner person, (1 - xi) Pi_j / m_o.
+        rents: (F,) firm rents Pi_j.
+        prices: (T,) task prices p_k.
+        task_mean: (T,) within-task mean output; task_cv: (T,) its coefficient of variation.
+        wage_coef: (O, 3) wage projection of log MPc on [1, s, e] (s centred by occupation).
+        credential_coef: (O,) b^D_o, the credential coefficient of the diagnostic projection.
+        college_premium: weighted mean log W for e = 1 minus e = 0.
+        credential_reliance: R = sum_o abar_o b^D_o / sum_o abar_o.
+        diagnostic_variance: V_D, abar-weighted mean over occupations of Corr(s, log h)^2.
+        between_firm_share: between-firm share of the variance of log worker income.
+        gini: Gini of income over all persons (workers and owners).
+        college_share: mean P.
+        capital_share: owners' share of total income.
+        fp_residual: max |Gamma(P) - P| at the solution; fp_iterations: iterations taken.
+    """
+
+    P: jax.Array
+    income: jax.Array
+    wage: jax.Array
+    owner_income: jax.Array
+    rents: jax.Array
+    prices: jax.Array
+    task_mean: jax.Array
+    task_cv: jax.Array
+    wage_coef: jax.Array
+    credential_coef: jax.Array
+    college_premium: jax.Array
+    credential_reliance: jax.Array
+    diagnostic_variance: jax.Array
+    between_firm_share: jax.Array
+    gini: jax.Array
+    college_share: jax.Array
+    capital_share: jax.Array
+    fp_residual: jax.Array
+    fp_iterations: jax.Array
+
+
+def task_statistics(econ: Economy, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """Within-task mean and CV of y_iek over worker-branches with weights w_ie omega_{o(i)k}.
+
+    With y_iek = h_ie phi_k + c_ie F_k, both need only per-occupation sums of w, w h, w c and their
+    cross products. Second moments are taken about the reference phi_k hbar + F_k cbar (hbar, cbar
+    overall weighted means) for accuracy.
+
+    Returns:
+        (mean, cv), each (T,).
+    """
+    total = jnp.sum(w)
+    h_bar = jnp.sum(w * econ.h) / total
+    c_bar = jnp.sum(w * econ.access) / total
+    dh, dc = econ.h - h_bar, econ.access - c_bar
+    sums = {
+        name: econ.omega.T @ jnp.sum(w * value, axis=(0, 2))
+        for name, value in {
+            "w": 1.0, "h": dh, "c": dc, "hh": dh * dh, "hc": dh * dc, "cc": dc * dc
+        }.items()
+    }
+    phi, floor = econ.phi, econ.floor
+    weight = sums["w"]
+    shift = (phi * sums["h"] + floor * sums["c"]) / weight
+    second = (phi**2 * sums["hh"] + 2 * phi * floor * sums["hc"] + floor**2 * sums["cc"]) / weight
+    mean = phi * h_bar + floor * c_bar + shift
+    return mean, jnp.sqrt(second - shift**2) / mean
+
+
+def _exposure_average(econ: Economy, per_occupation: jax.Array) -> jax.Array:
+    """sum_o abar_o x_o / sum_o abar_o with abar_o = sum_k omega_ok a_k."""
+    abar = econ.omega @ econ.exposure
+    return jnp.sum(abar * per_occupation) / jnp.sum(abar)
+
+
+def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, A) -> State:
+    """Solve one AI state (A = 0 before, A = A1 after) and compute its outcomes."""
+    econ = economy(params, workers, u_K, settings, A)
+    P, info = solve_education(params, econ, settings)
+    market = clear_market(params, econ, P, settings)
+    w = market.w
+    wage = wages(econ, market)
+    income = wage + market.rent_share[None]
+    log_income = jnp.log(income)
+
+    mass = firms.owner_mass(params.owner_share, settings.n_agents, settings.n_firms)
+    owner_income = (1.0 - params.xi) * market.rents / mass
+    everyone = jnp.concatenate([income.reshape(-1), owner_income])
+    weights = jnp.concatenate([w.reshape(-1), jnp.full_like(owner_income, mass)])
+    worker_total = jnp.sum(w * income)
+    owner_total = (1.0 - params.xi) * jnp.sum(market.rents)
+
+    firm_of_branch = jnp.broadcast_to(econ.firm[None], w.shape).reshape(-1)
+    diag_coef = screening.weighted_projection(econ.log_h, econ.signal, w)[:, 2]
+    v_d = screening.diagnostic_variance(econ.signal, econ.log_h, w)
+    task_mean, task_cv = task_statistics(econ, w)
+    return State(
+        P=P,
+        income=income,
+        wage=wage,
+        owner_income=owner_income,
+        rents=market.rents,
+        prices=market.prices,
+        task_mean=task_mean,
+        task_cv=task_cv,
+        wage_coef=market.wage_coef,
+        credential_coef=diag_coef,
+        college_premium=jnp.sum(w[1] * log_income[1]) / jnp.sum(w[1])
+        - jnp.sum(w[0] * log_income[0]) / jnp.sum(w[0]),
+        credential_reliance=_exposure_average(econ, diag_coef),
+        diagnostic_variance=_exposure_average(econ, v_d),
+        between_firm_share=between_group_share(
+            log_income.reshape(-1), w.reshape(-1), firm_of_branch, settings.n_firms
+        ),
+        gini=weighted_gini(everyone, weights),
+        college_share=jnp.mean(P),
+        capital_share=owner_total / (worker_total + owner_total),
+        fp_residual=info.residual,
+        fp_iterations=info.iterations,
+    )
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Moments:
+    """The six moments (after minus before, MODEL.md section 5) and diagnostics of both states.
+
+    ``before`` and ``after`` hold the per-state outcomes named in :data:`STATE_DIAGNOSTICS`.
+    """
+
+    cv_change: jax.Array
+    productivity_gain: jax.Array
+    college_premium_change: jax.Array
+    credential_reliance_change: jax.Array
+    between_firm_share_change: jax.Array
+    gini_change: jax.Array
+    before: dict
+    after: dict
+
+    def vector(self) -> jax.Array:
+        """The six moments m1..m6 as a (6,) array (for Jacobians and MSM)."""
+        return jnp.stack([getattr(self, name) for name in MOMENT_NAMES])
+
+    @property
+    def regime(self) -> str:
+        """"concentrating" when Delta Gini > 0, "equalizing" otherwise (concrete values only)."""
+        return "concentrating" if float(self.gini_change) > 0 else "equalizing"
+
+    def to_dict(self) -> dict:
+        """Plain floats: the six moments, ``<diagnostic>_before/_after`` and the regime."""
+        out = {name: float(getattr(self, name)) for name in MOMENT_NAMES}
+        for name in STATE_DIAGNOSTICS:
+            cast = int if name == "fp_iterations" else float
+            out[f"{name}_before"] = cast(self.before[name])
+            out[f"{name}_after"] = cast(self.after[name])
+        out["regime"] = self.regime
+        return out
+
+
+def _exposure_weighted_change(a: jax.Array, after: jax.Array, before: jax.Array) -> jax.Array:
+    """sum_k a_k (after_k / before_k - 1) / sum_k a_k."""
+    return jnp.sum(a * (after / before - 1.0)) / jnp.sum(a)
+
+
+def compare_states(params, before: State, after: State, exposure: jax.Array) -> Moments:
+    """The six moments from the two solved states (after minus before)."""
+
+    def diagnostics(state: State) -> dict:
+        return {name: getattr(state, name) for name in STATE_DIAGNOSTICS}
+
+    return Moments(
+        cv_change=_exposure_weighted_change(exposure, after.task_cv, before.task_cv),
+        productivity_gain=_exposure_weighted_change(exposure, after.task_mean, before.task_mean),
+        college_premium_change=after.college_premium - before.college_premium,
+        credential_reliance_change=after.credential_reliance - before.credential_reliance,
+        between_firm_share_change=after.between_firm_share - before.between_firm_share,
+        gini_change=after.gini - before.gini,
+        before=diagnostics(before),
+        after=diagnostics(after),
+    )
+
+
+def _cast(params: Params, settings: Settings) -> Params:
+    return jax.tree_util.tree_map(lambda x: jnp.asarray(x, settings.dtype), params)
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _solve(params: Params, draws: Draws, settings: Settings, A) -> State:
+    params = _cast(params, settings)
+    workers = workforce(params, draws, settings)
+    return solve_state(params, workers, draws.u_K, settings, jnp.asarray(A, settings.dtype))
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _moments(params: Params, draws: Draws, settings: Settings) -> Moments:
+    params = _cast(params, settings)
+    workers = workforce(params, draws, settings)
+    before = solve_state(params, workers, draws.u_K, settings, jnp.zeros((), settings.dtype))
+    after = solve_state(params, workers, draws.u_K, settings, params.A1)
+    a = tasks.exposure(tasks.task_grid(settings.n_tasks, settings.dtype), params.z_lo, params.z_hi, params.w_a)
+    return compare_states(params, before, after, a)
+
+
+def _check_inputs(params: Params, draws: Draws, settings: Settings) -> None:
+    if not isinstance(settings, Settings):
+        raise InvalidSettingError(f"settings must be a jaxmodel.Settings, got {type(settings).__name__}")
+    validate_params(params)
+    check_draws(draws, settings)
+
+
+def solve(params: Params, draws: Draws, settings: Settings, A) -> State:
+    """Solve the economy at AI capability A on the given draws (MODEL.md section 4).
+
+    Args:
+        params: the parameters (validated when concrete).
+        draws: from ``make_draws(key, settings)``.
+        settings: static sizes and switches.
+        A: AI capability, >= 0 (0 before adoption, ``params.A1`` after).
+
+    Returns:
+        The solved :class:`State`.
+    """
+    _check_inputs(params, draws, settings)
+    if not isinstance(A, jax.core.Tracer) and not float(A) >= 0.0:
+        raise InvalidParameterError(f"A={float(A):g} must be >= 0 (AI capability)")
+    return _solve(params, draws, settings, A)
+
+
+def moments(params: Params, draws: Draws, settings: Settings) -> Moments:
+    """The six moments and diagnostics of the move from A = 0 to A = A1 (MODEL.md section 5).
+
+    Differentiable by ``jax.jacfwd``/``jax.jacrev`` in every parameter (the education fixed point by
+    the implicit function theorem); ``vmap`` over draw sets batches simulations.
+    """
+    _check_inputs(params, draws, settings)
+    return _moments(params, draws, settings)

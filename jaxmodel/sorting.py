@@ -1,0 +1,50 @@
+"""Sorting: rank-based assignment of workers to occupations and firms, and the sort of incomes.
+
+Ranks are integers: they carry no derivative (an assignment is piecewise constant in the draws and
+in rho_occ, rho_firm), so every sort here runs on ``stop_gradient`` inputs and only the resulting
+permutation is used; derivatives flow through the gathers that apply it.
+
+On the CPU, XLA's sort calls a compiled comparator per comparison and takes about 0.55 us per
+element for 2e6 float64 keys, while NumPy's introsort takes about 0.08 us (measured here, jax
+0.10.2, numpy 2.4). The CPU path therefore computes the permutation on the host through
+``jax.pure_callback``; other backends (GPU) use ``jnp.argsort``, whose radix sort is fast there.
+Both are deterministic, so the same inputs give the same permutation.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+def _host_argsort(x: np.ndarray) -> np.ndarray:
+    return np.argsort(np.asarray(x), axis=-1).astype(np.int32)
+
+
+def argsort(x: jax.Array) -> jax.Array:
+    """The permutation that sorts ``x`` along its last axis, ascending (int32, no derivative).
+
+    Args:
+        x: (..., n) keys; leading axes (from ``vmap``) are sorted independently.
+    """
+    x = jax.lax.stop_gradient(x)
+    if jax.default_backend() != "cpu":
+        return jnp.argsort(x, axis=-1).astype(jnp.int32)
+    out = jax.ShapeDtypeStruct(x.shape, jnp.int32)
+    return jax.pure_callback(_host_argsort, out, x, vmap_method="expand_dims")
+
+
+def rank_groups(score: jax.Array, n_groups: int) -> jax.Array:
+    """Equal-size groups by rank: the lowest n/G scores form group 0, the next group 1, and so on.
+
+    Args:
+        score: (n,) sorting scores, n a multiple of ``n_groups``.
+
+    Returns:
+        (n,) int32 group index of each element.
+    """
+    n = score.shape[-1]
+    order = argsort(score)
+    group_of_rank = (jnp.arange(n, dtype=jnp.int32) // (n // n_groups)).astype(jnp.int32)
+    return jnp.zeros(n, jnp.int32).at[order].set(group_of_rank, unique_indices=True)
