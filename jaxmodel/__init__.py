@@ -16,7 +16,7 @@ from jaxmodel.errors import (  # noqa: E402
     ModelError,
 )
 from jaxmodel.inequality import between_group_share, weighted_gini  # noqa: E402
-from jaxmodel.moments import MOMENT_NAMES, STATE_DIAGNOSTICS, Moments, State, moments, solve  # noqa: E402
+from jaxmodel.outcomes import MOMENT_NAMES, STATE_DIAGNOSTICS, Moments, State, moments, solve  # noqa: E402
 from jaxmodel.params import BASELINE, DESCRIPTIONS, DOMAINS, PARAM_NAMES, Domain, Params, baseline  # noqa: E402
 from jaxmodel.settings import PRECISIONS, SPECS, Settings  # noqa: E402
 

@@ -29,7 +29,7 @@ P_START = 0.4
 class FixedPointInfo(NamedTuple):
     """Diagnostics of the education fixed point."""
 
-    iterations: jax.Array  # shape=(), int32: iterations taken
+    iterations: jax.Array  # shape=(), float: iterations taken (a float: custom_root's aux must be)
     residual: jax.Array  # shape=(), float: max |Gamma(P) - P| at the returned P
 
 
@@ -72,7 +72,7 @@ def solve_education(params, econ: Economy, settings: Settings) -> tuple[jax.Arra
     def solve(f, P0):
         zero = jnp.zeros_like(P0)
         P, it, res = _damped_iteration(f, P0, zero, damping, tol, max_iter)
-        return P, FixedPointInfo(it, res)
+        return P, FixedPointInfo(it.astype(P.dtype), res)
 
     def linear_solve(matvec, b):
         # Relative tolerance: the tangent system inherits the scale of its right-hand side.

@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmodel import firms, screening, tasks
+from jaxmodel.aggregation import occupation_sums
 from jaxmodel.settings import Settings
 from jaxmodel.workers import Workforce
 
@@ -144,9 +145,8 @@ def clear_market(params, econ: Economy, P: jax.Array, settings: Settings) -> Mar
     """
     n, per_firm = settings.n_agents, settings.agents_per_firm
     w = branch_weights(P)
-    H = jnp.sum(w * econ.h, axis=(0, 2)) / n
-    C = jnp.sum(w * econ.access, axis=(0, 2)) / n
-    task_supply = (econ.omega.T @ H) * econ.phi + (econ.omega.T @ C) * econ.floor
+    H, C = occupation_sums(w * econ.h, w * econ.access)
+    task_supply = ((econ.omega.T @ H) * econ.phi + (econ.omega.T @ C) * econ.floor) / n
     prices = tasks.task_prices(task_supply, params.sigma)
     price_phi = econ.omega @ (prices * econ.phi)
     price_floor = econ.omega @ (prices * econ.floor)
@@ -154,8 +154,8 @@ def clear_market(params, econ: Economy, P: jax.Array, settings: Settings) -> Mar
     mpc = econ.h * price_phi[None, :, None] + params.eta0 * econ.ai_unit * price_floor[None, :, None]
     wage_coef = screening.weighted_projection(jnp.log(mpc), econ.signal, w)
     projected = jnp.exp(screening.fitted(wage_coef, econ.signal))
-    bill = jnp.sum(w * mpc, axis=(0, 2))
-    wage_factor = bill / jnp.sum(w * projected, axis=(0, 2))
+    bill, projected_bill = occupation_sums(w * mpc, w * projected)
+    wage_factor = bill / projected_bill
     mean_wage = jnp.sum(bill) / n
 
     ai_rent = jnp.sum(w * econ.ai_unit, axis=0) * econ.chi1 * price_floor[:, None]

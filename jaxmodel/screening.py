@@ -11,6 +11,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxmodel.aggregation import occupation_sums
+
 # Ridge on the credential column, relative to the occupation's weight: 1e-12 moves a coefficient
 # by about 1e-12 of its size when the credential varies in the occupation, and keeps the normal
 # equations solvable when nobody (or everybody) in it is predicted to go to college, where the
@@ -34,12 +36,11 @@ def weighted_projection(y: jax.Array, s: jax.Array, w: jax.Array) -> jax.Array:
     Returns:
         (O, 3) coefficients on [1, s, e].
     """
-    ws = w * s
-    sw = jnp.sum(w, axis=(0, 2))
-    s_s = jnp.sum(ws, axis=(0, 2))
-    s_e = jnp.sum(w[1], axis=1)
-    s_ss = jnp.sum(ws * s, axis=(0, 2))
-    s_se = jnp.sum(ws[1], axis=1)
+    e = credential(w.dtype)
+    we, ws, wy = w * e, w * s, w * y
+    sw, s_s, s_e, s_ss, s_se, s_y, s_sy, s_ey = occupation_sums(
+        w, ws, we, ws * s, ws * e, wy, wy * s, wy * e
+    )
     xtx = jnp.stack(
         [
             jnp.stack([sw, s_s, s_e], -1),
@@ -48,8 +49,7 @@ def weighted_projection(y: jax.Array, s: jax.Array, w: jax.Array) -> jax.Array:
         ],
         -2,
     )
-    wy = w * y
-    xty = jnp.stack([jnp.sum(wy, axis=(0, 2)), jnp.sum(wy * s, axis=(0, 2)), jnp.sum(wy[1], axis=1)], -1)
+    xty = jnp.stack([s_y, s_sy, s_ey], -1)
     return jnp.linalg.solve(xtx, xty[..., None])[..., 0]
 
 
@@ -71,8 +71,8 @@ def diagnostic_variance(s: jax.Array, log_h: jax.Array, w: jax.Array) -> jax.Arr
     Returns:
         (O,) values in [0, 1].
     """
-    sw = jnp.sum(w, axis=(0, 2), keepdims=True)
-    ds = s - jnp.sum(w * s, axis=(0, 2), keepdims=True) / sw
-    dh = log_h - jnp.sum(w * log_h, axis=(0, 2), keepdims=True) / sw
-    cov = jnp.sum(w * ds * dh, axis=(0, 2))
-    return cov**2 / (jnp.sum(w * ds**2, axis=(0, 2)) * jnp.sum(w * dh**2, axis=(0, 2)))
+    sw, s_s, s_h, s_ss, s_sh, s_hh = occupation_sums(w, w * s, w * log_h, w * s * s, w * s * log_h, w * log_h * log_h)
+    cov = s_sh / sw - (s_s / sw) * (s_h / sw)
+    var_s = s_ss / sw - (s_s / sw) ** 2
+    var_h = s_hh / sw - (s_h / sw) ** 2
+    return cov**2 / (var_s * var_h)
