@@ -7,6 +7,7 @@ value compiles anew while new parameter values do not.
 from __future__ import annotations
 
 import dataclasses
+import math
 import numbers
 
 import jax.numpy as jnp
@@ -56,15 +57,12 @@ class Settings:
                 raise InvalidSettingError(f"setting {name}={value!r} must be a positive integer")
             object.__setattr__(self, name, int(value))
         n, f, o = self.n_agents, self.n_firms, self.n_occupations
-        if n % f:
+        if n % f or n % o:
+            unit = math.lcm(f, o)
+            suggestion = max(unit, round(n / unit) * unit)
             raise InvalidSettingError(
-                f"setting n_agents={n} must be a multiple of n_firms={f} (firms have equal size "
-                f"N/F); for example n_agents={max(f, n - n % f)}"
-            )
-        if n % o:
-            raise InvalidSettingError(
-                f"setting n_agents={n} must be a multiple of n_occupations={o} (occupations have "
-                f"equal size N/O)"
+                f"setting n_agents={n} must be a multiple of n_firms={f} and of n_occupations={o} "
+                f"(firms and occupations have equal sizes); for example n_agents={suggestion}"
             )
         if 2 * n + f > _MAX_INDEX:
             raise InvalidSettingError(f"setting n_agents={n} is too large (2N + F must be < 2^31)")

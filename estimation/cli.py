@@ -1,0 +1,187 @@
+"""The ``levelfield`` command line.
+
+Every subcommand validates its options before any heavy work; bad input prints one line,
+``levelfield <command>: error: <what is wrong and what is allowed>``, and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections.abc import Sequence
+
+from estimation.errors import ConfigError, EstimationError
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit code 2) instead of usage plus error."""
+
+    def error(self, message: str) -> None:  # noqa: D401 - argparse API
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def parse_assignments(items: Sequence[str]) -> dict[str, float]:
+    """``["alpha=0.5", "xi=0.2"]`` -> ``{"alpha": 0.5, "xi": 0.2}``, names checked against the model.
+
+    Raises:
+        ConfigError: malformed item, unknown name, repeated name, or a value that is not a number.
+    """
+    from jaxmodel import PARAM_NAMES
+
+    out: dict[str, float] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or not name or not text.strip():
+            raise ConfigError(f"--set {item!r} must look like NAME=VALUE, e.g. --set xi=0.2")
+        if name not in PARAM_NAMES:
+            raise ConfigError(f"--set {name}: unknown parameter; known: {', '.join(PARAM_NAMES)}")
+        if name in out:
+            raise ConfigError(f"--set {name} is given twice")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"--set {name}={text!r}: the value must be a number") from None
+        if not math.isfinite(value):
+            raise ConfigError(f"--set {name}={text}: the value must be finite")
+        out[name] = value
+    return out
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text.replace("_", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} must be >= 1")
+    return value
+
+
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{value} must be in [0, 2^32)")
+    return value
+
+
+def add_model_options(parser: argparse.ArgumentParser, agents: int = 100_000, firms: int = 500) -> None:
+    """Options shared by every command that simulates the model."""
+    from jaxmodel import PRECISIONS, SPECS
+
+    group = parser.add_argument_group("model")
+    group.add_argument(
+        "--set", dest="assignments", action="append", default=[], metavar="NAME=VALUE",
+        help="change one parameter of the baseline (repeatable), e.g. --set xi=0.3 --set eta1=1",
+    )
+    group.add_argument("--agents", type=_positive_int, default=agents, metavar="N",
+                       help=f"simulated workers N, a multiple of --firms and --occupations (default {agents:_})")
+    group.add_argument("--firms", type=_positive_int, default=firms, metavar="F",
+                       help=f"firms F of equal size N/F (default {firms})")
+    group.add_argument("--occupations", type=_positive_int, default=10, metavar="O",
+                       help="occupations O of equal size N/O (default 10)")
+    group.add_argument("--tasks", type=_positive_int, default=40, metavar="T", help="task grid size T (default 40)")
+    group.add_argument("--spec", choices=SPECS, default="additive",
+                       help="AI augmentation form S(h) (default additive)")
+    group.add_argument("--precision", choices=PRECISIONS, default="float64",
+                       help="floating-point precision (default float64; float32 for GPU throughput)")
+    group.add_argument("--seed", type=_seed, default=0, metavar="K", help="PRNG seed of the draws (default 0)")
+
+
+def model_inputs(args: argparse.Namespace):
+    """(params, settings) from the parsed model options, validated before any computation."""
+    from jaxmodel import Settings, baseline
+
+    settings = Settings(
+        n_agents=args.agents,
+        n_firms=args.firms,
+        n_tasks=args.tasks,
+        n_occupations=args.occupations,
+        spec=args.spec,
+        precision=args.precision,
+    )
+    params = baseline().replace(**parse_assignments(args.assignments))
+    return params, settings
+
+
+def _run_simulate(args: argparse.Namespace) -> int:
+    from estimation import display
+
+    params, settings = model_inputs(args)
+    import jax
+
+    import jaxmodel
+
+    start = time.perf_counter()
+    with display.status(f"Simulating N={settings.n_agents:_} agents, F={settings.n_firms} firms", quiet=args.json):
+        draws = jaxmodel.make_draws(args.seed, settings)
+        result = jax.block_until_ready(jaxmodel.moments(params, draws, settings))
+    elapsed = time.perf_counter() - start
+    values = result.to_dict()
+    if args.json:
+        payload = {
+            **values,
+            "seed": args.seed,
+            "settings": {"n_agents": settings.n_agents, "n_firms": settings.n_firms,
+                         "n_tasks": settings.n_tasks, "n_occupations": settings.n_occupations,
+                         "spec": settings.spec, "precision": settings.precision},
+            "params": {k: float(v) for k, v in params.to_dict().items()},
+        }
+        print(json.dumps(payload, indent=2))
+    else:
+        display.moments_report(values, settings, args.seed, changed=parse_assignments(args.assignments),
+                               seconds=elapsed)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="levelfield",
+        description=(
+            "levelfield: the model of 'When AI Levels the Playing Field' (Chen & Meng, 2026) in JAX. "
+            "AI compresses skill differences within tasks yet can widen inequality by moving value to "
+            "concentrated complementary assets; these commands simulate, estimate and question it."
+        ),
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    commands.required = True
+
+    simulate = commands.add_parser(
+        "simulate",
+        help="solve the economy before and after AI and print the six moments",
+        description=(
+            "Solve the economy before AI (A = 0) and after (A = A1) on the same draws and print the "
+            "six moments of MODEL.md section 5 (m1 cv_change .. m6 gini_change), diagnostics of both "
+            "states and the regime (concentrating when Delta Gini > 0)."
+        ),
+    )
+    add_model_options(simulate)
+    simulate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    simulate.set_defaults(run=_run_simulate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``levelfield`` console script; returns the exit code."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    from jaxmodel import ModelError
+
+    try:
+        return args.run(args)
+    except (ModelError, EstimationError) as exc:
+        print(f"levelfield {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"levelfield {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,14 @@
+"""The estimation layer's errors: one base type, a few precise subclasses.
+
+Messages name what is wrong and what is allowed; the CLI prints them on one line, exit code 2.
+"""
+
+from __future__ import annotations
+
+
+class EstimationError(ValueError):
+    """Base of every error raised by :mod:`estimation` for bad input."""
+
+
+class ConfigError(EstimationError):
+    """A command-line option, parameter assignment or configuration value is not allowed."""

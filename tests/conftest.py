@@ -1,0 +1,56 @@
+"""Shared fixtures: float64 everywhere, and the expensive objects (draws, compiled functions) once.
+
+Compiling ``moments`` takes a few seconds per distinct ``Settings``, so the tests share a small
+number of settings objects (session fixtures) and vary parameters, which never recompile.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import jax
+import pytest
+
+import jaxmodel
+
+jax.config.update("jax_enable_x64", True)
+
+#: Settings of the property checks (MODEL.md section 6 asks for N >= 100_000).
+BIG = jaxmodel.Settings(n_agents=100_000, n_firms=500)
+#: Settings of the cheaper checks (gradients of every parameter, permutations, CLI).
+SMALL = jaxmodel.Settings(n_agents=20_000, n_firms=100)
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+DATA = SHARED / "data"
+
+
+@pytest.fixture(scope="session")
+def big_draws():
+    return jaxmodel.make_draws(jax.random.key(0), BIG)
+
+
+@pytest.fixture(scope="session")
+def small_draws():
+    return jaxmodel.make_draws(jax.random.key(1), SMALL)
+
+
+@pytest.fixture(scope="session")
+def baseline():
+    return jaxmodel.baseline()
+
+
+@pytest.fixture(scope="session")
+def baseline_big(baseline, big_draws):
+    """Moments at the baseline, N = 100_000 (computed once)."""
+    return jaxmodel.moments(baseline, big_draws, BIG)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """../shared/data; missing data fails under CI (CI=true) and skips elsewhere."""
+    if not DATA.is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"shared data folder {DATA} is missing under CI")
+        pytest.skip(f"shared data folder {DATA} not found")
+    return DATA
