@@ -69,8 +69,11 @@ def make_draws(key: jax.Array | int, settings: Settings) -> Draws:
         key = jax.random.key(key)
     keys = jax.random.split(key, len(AGENT_DRAWS))
     n = settings.n_agents
+    # Drawn in float64 and rounded to the working precision, so that a float32 economy has the
+    # same draws as the float64 one (to float32 rounding).
     agent = {
-        name: jax.random.normal(k, (n,), dtype=settings.dtype) for name, k in zip(AGENT_DRAWS, keys)
+        name: jax.random.normal(k, (n,), dtype=jnp.float64).astype(settings.dtype)
+        for name, k in zip(AGENT_DRAWS, keys)
     }
     return Draws(**agent, u_K=stratified_normal(settings.n_firms, settings.dtype))
 
