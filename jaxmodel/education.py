@@ -36,8 +36,9 @@ class FixedPointInfo(NamedTuple):
 def college_choice(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.Array:
     """Gamma(P): the college probabilities implied by the market at probabilities P, (O, M)."""
     market = clear_market(params, econ, P, settings)
-    log_income = jnp.log(foreseen_incomes(econ, market))
-    return jax.nn.sigmoid((log_income[1] - log_income[0] - econ.cost) / params.tau)
+    income = foreseen_incomes(econ, market)
+    gain = jnp.log(income[1] / income[0])  # one log per agent instead of two
+    return jax.nn.sigmoid((gain - econ.cost) / params.tau)
 
 
 def _damped_iteration(residual_fn, x0, b, damping: float, tol, max_iter: int):
