@@ -12,6 +12,7 @@ import math
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 from estimation.errors import ConfigError, EstimationError
 
@@ -140,6 +141,49 @@ def _run_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_calibrate(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+    import json as _json
+
+    from estimation import display
+    from estimation.calibration import CalibrationConfig, calibrate
+    from estimation.parameters import parse_bound
+
+    if args.replay is not None:
+        try:
+            saved = _json.loads(Path(args.replay).read_text("utf-8"))
+            config = CalibrationConfig.from_dict(saved["config"])
+        except FileNotFoundError:
+            raise ConfigError(f"--replay {args.replay}: file not found") from None
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ConfigError(f"--replay {args.replay}: not a levelfield report.json ({exc})") from None
+    else:
+        free = None
+        if args.free:
+            free = tuple(n.strip() for item in args.free for n in item.split(",") if n.strip())
+        bounds = {}
+        for item in args.bound:
+            name, lo, hi = parse_bound(item)
+            if name in bounds:
+                raise ConfigError(f"--bound {name} is given twice")
+            bounds[name] = (lo, hi)
+        config = CalibrationConfig(
+            targets=args.targets, bounds=bounds, weights=args.weights, fixed=parse_assignments(args.assignments),
+            n_agents=args.agents, n_firms=args.firms, n_occupations=args.occupations, n_tasks=args.tasks,
+            spec=args.spec, precision=args.precision, fp_damping=args.fp_damping, seed=args.seed,
+            n_starts=args.starts, max_iter=args.max_iter, n_sim=args.sim_sets, flip_checks=args.flip_checks,
+        )
+        if free is not None:
+            config = dc.replace(config, free=free)
+    out = args.out or Path("runs") / time.strftime("calibrate-%Y%m%d-%H%M%S")
+    with display.CalibrationProgress(config.max_iter, quiet=args.quiet) as progress:
+        result = calibrate(config, out=out, resume=args.resume, force=args.force, progress=progress)
+    if not args.quiet:
+        display.calibration_report(result)
+    display.console.print(f"Results in {Path(out).absolute()} ({result.seconds:.0f} s).")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="levelfield",
@@ -164,6 +208,47 @@ def build_parser() -> argparse.ArgumentParser:
     add_model_options(simulate)
     simulate.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     simulate.set_defaults(run=_run_simulate)
+
+    calib = commands.add_parser(
+        "calibrate",
+        help="estimate the model by the method of simulated moments (the main job)",
+        description=(
+            "Estimate the free parameters by the method of simulated moments (MODEL.md section 7): "
+            "minimise g'Wg with g = m(theta) - m_data by L-BFGS with exact autodiff gradients from "
+            "several starts, then report standard errors (with simulation noise), the J test, "
+            "Andrews-Gentzkow-Shapiro sensitivity, local identification and what pins the sign of "
+            "Delta Gini. Results go to --out (never overwritten without --force); an interrupted run "
+            "continues with --resume."
+        ),
+    )
+    est = calib.add_argument_group("estimation")
+    est.add_argument("--targets", metavar="FILE",
+                     help="targets as CSV (moment,value,se,source) or TOML ([[target]]); default: the shipped "
+                          "MODEL.md scenario")
+    est.add_argument("--free", action="append", metavar="NAMES",
+                     help="free parameters, comma-separated or repeated (default alpha,sigma_nu,sigma,eta1,xi)")
+    est.add_argument("--bound", action="append", default=[], metavar="NAME=LOW:HIGH",
+                     help="bounds of a free parameter (default: its domain), e.g. --bound sigma=0.2:10")
+    est.add_argument("--weights", default="diagonal", metavar="KIND",
+                     help="diagonal (1/se^2, default), identity, optimal (two-step) or a CSV matrix file")
+    est.add_argument("--starts", type=_positive_int, default=3, metavar="S", help="starting points (default 3)")
+    est.add_argument("--max-iter", type=_positive_int, default=100, metavar="K",
+                     help="most L-BFGS iterations per start (default 100)")
+    est.add_argument("--sim-sets", type=_positive_int, default=20, metavar="R",
+                     help="independent draw sets for the simulation noise Omega_sim (default 20)")
+    est.add_argument("--flip-checks", type=int, default=2, metavar="K",
+                     help="closest Delta Gini sign flips to check by re-estimation (default 2)")
+    est.add_argument("--fp-damping", type=float, default=0.5, metavar="D",
+                     help="damping of the education fixed point, in (0, 1] (default 0.5, MODEL.md)")
+    runs = calib.add_argument_group("results")
+    runs.add_argument("--out", type=Path, metavar="DIR",
+                      help="results folder (default runs/calibrate-<date>-<time>)")
+    runs.add_argument("--resume", action="store_true", help="continue the interrupted run of --out")
+    runs.add_argument("--force", action="store_true", help="replace an existing results folder")
+    runs.add_argument("--replay", metavar="REPORT", help="repeat the run recorded in a report.json")
+    runs.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
+    add_model_options(calib, agents=20_000, firms=100)
+    calib.set_defaults(run=_run_calibrate)
     return parser
 
 

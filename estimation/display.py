@@ -83,3 +83,132 @@ def moments_report(values: dict, settings, seed: int, changed: dict, seconds: fl
         f"Regime: [bold {colour}]{regime}[/] (Delta Gini = {values['gini_change']:+.5f}); "
         f"solved in {seconds:.2f} s including compilation."
     )
+
+
+def calibration_report(result) -> None:
+    """Print the tables of a calibration: estimates, fit, J, identification, sensitivity, Delta Gini."""
+    import math
+
+    import numpy as np
+
+    from jaxmodel import MOMENT_NAMES
+
+    report = result.to_report()
+    conv = Table(title="Convergence by starting point")
+    for col in ("start", "criterion", "max|grad|", "iterations", "method", "status"):
+        conv.add_column(col, justify="right" if col in ("criterion", "max|grad|", "iterations") else "left")
+    for i, s in enumerate(report["convergence"]["starts"]):
+        mark = " (best)" if i == report["convergence"]["best_start"] else ""
+        conv.add_row(f"{i}{mark}", _fmt(s["criterion"]), f"{s['grad_norm']:.1e}", str(s["iterations"]),
+                     s["method"], s["status"])
+    console.print(conv)
+
+    est = Table(title="Estimates (sandwich SEs with simulation noise; 95% Wald intervals)")
+    for col in ("parameter", "estimate", "se", "95% CI", "bounds", "at bound"):
+        est.add_column(col, justify="right" if col in ("estimate", "se") else "left")
+    for row in report["estimates"]:
+        bound = f"[{row['lower_bound']:g}, {row['upper_bound']:g}]".replace("inf", "inf")
+        ci = f"[{_fmt(row['ci_lower'])}, {_fmt(row['ci_upper'])}]"
+        at = f"[bold yellow]{row['at_bound']}[/]" if row["at_bound"] else ""
+        est.add_row(row["parameter"], _fmt(row["estimate"]), _fmt(row["se"]), ci, bound, at)
+    console.print(est)
+    if any(r["at_bound"] for r in report["estimates"]):
+        console.print("[yellow]Parameters at a bound: their standard errors assume an interior optimum and "
+                      "are not valid there.[/]")
+
+    fit = Table(title=f"Fit of the targets (criterion g'Wg = {result.criterion:.4f})")
+    for col in ("", "moment", "target", "se", "model", "error / se"):
+        fit.add_column(col, justify="left" if col in ("", "moment") else "right")
+    for row in report["moments"]:
+        fit.add_row(row["symbol"], row["moment"], _fmt(row["target"]), _fmt(row["se"]), _fmt(row["model"]),
+                    f"{row['error_in_se']:+.2f}")
+    console.print(fit)
+
+    j = report["j_test"]
+    p = "n/a (exactly identified)" if j["p_value"] is None else f"{j['p_value']:.3f}"
+    console.print(f"Hansen J = {j['J']:.3f} with {j['df']} degree(s) of freedom, p-value {p} ({j['weights']}).")
+
+    ident = report["identification"]
+    cond = "inf" if ident["condition_number"] == math.inf else f"{ident['condition_number']:.3g}"
+    sv = ", ".join(f"{x:.3g}" for x in ident["singular_values"])
+    colour = "green" if ident["identified"] else "bold red"
+    console.print(f"Identification: rank [{colour}]{ident['rank']} of {ident['n_params']}[/], singular values of "
+                  f"W^1/2 G: {sv}; condition number {cond}.")
+    for weak in ident["weak_directions"]:
+        console.print(f"  weakly identified direction (singular value {weak['singular_value']:.2e}): {weak['text']}")
+    if not ident["identified"]:
+        console.print("[bold red]The free parameters are not locally identified by these moments: the estimates "
+                      "are one point of a set; standard errors, sensitivity and the decomposition are not "
+                      "reported.[/]")
+        return
+
+    sens = Table(title="Sensitivity Lambda = -(G'WG)^-1 G'W, in parameter SEs per target SE")
+    sens.add_column("parameter")
+    for i in range(len(MOMENT_NAMES)):
+        sens.add_column(f"m{i + 1}", justify="right")
+    for j, name in enumerate(result.free.names):
+        scaled = result.sensitivity[j] * result.targets.se / result.se[j]
+        sens.add_row(name, *[f"{v:+.2f}" for v in scaled])
+    console.print(sens)
+
+    dec = result.decomposition
+    gini = Table(title=f"Delta Gini at the estimate = {dec['delta_gini']:+.5f} ({dec['regime']}): what moves it")
+    for col in ("target", "effect of +1 se", "share", "se to flip sign"):
+        gini.add_column(col, justify="left" if col == "target" else "right")
+    for t in dec["targets"]:
+        flip = "never (first order)" if not np.isfinite(t["se_to_flip_sign"]) else f"{t['se_to_flip_sign']:+.2f}"
+        gini.add_row(t["moment"], f"{t['effect_of_one_se']:+.5f}", f"{100 * t['share_of_total_effect']:.0f}%", flip)
+    console.print(gini)
+    params = Table(title="Delta Gini by parameter")
+    for col in ("parameter", "dDeltaGini/dtheta", "effect of +1 se"):
+        params.add_column(col, justify="left" if col == "parameter" else "right")
+    for prow in dec["parameters"]:
+        params.add_row(prow["parameter"], f"{prow['d_delta_gini_d_parameter']:+.4f}", f"{prow['effect_of_one_se']:+.5f}")
+    console.print(params)
+    for f in result.flip_checks:
+        verdict = "flips" if f["sign_flipped"] else "does not flip"
+        console.print(
+            f"Check by re-estimation: moving {f['moment']} by {f['se_moved']:+.2f} se gives Delta Gini "
+            f"{f['delta_gini_after_reestimation']:+.2e} (was {f['delta_gini_before']:+.2e}; sign {verdict}); "
+            f"secant estimate of the move that flips it: {f['se_to_flip_sign_secant']:+.2f} se."
+        )
+
+
+class CalibrationProgress:
+    """A progress bar for the optimiser (iterations of the batch) plus step messages, on stderr."""
+
+    def __init__(self, max_iter: int, quiet: bool = False):
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        self.quiet = quiet
+        self.max_iter = max_iter
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
+            TimeElapsedColumn(), console=progress_console, transient=False,
+        )
+        self.tasks: dict = {}
+
+    def __enter__(self):
+        if not self.quiet:
+            self.progress.start()
+        return self
+
+    def __exit__(self, *exc):
+        if not self.quiet:
+            self.progress.stop()
+
+    def __call__(self, event: str, payload) -> None:
+        if self.quiet:
+            return
+        if event == "step":
+            self.progress.console.print(f"[dim]{payload}[/]")
+            return
+        import numpy as np
+
+        if event not in self.tasks:
+            label = "optimising" if event == "stage1" else "two-step"
+            self.tasks[event] = self.progress.add_task(label, total=self.max_iter, info="")
+        best = min(h[-1] for h in payload.history)
+        active = int((~np.asarray(payload.done)).sum())
+        self.progress.update(self.tasks[event], completed=payload.iteration,
+                             info=f"best g'Wg {best:.4f}, {active} start(s) active")

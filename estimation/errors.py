@@ -12,3 +12,11 @@ class EstimationError(ValueError):
 
 class ConfigError(EstimationError):
     """A command-line option, parameter assignment or configuration value is not allowed."""
+
+
+class TargetsError(EstimationError):
+    """A targets file is missing, unreadable or malformed."""
+
+
+class OutputError(EstimationError):
+    """A results folder exists, is incomplete, or cannot be written."""

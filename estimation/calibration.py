@@ -1,0 +1,496 @@
+"""``calibrate``: the whole MSM estimation, from targets to inference, files and figures.
+
+The steps: validate every input; simulate the draws; minimise g'Wg from several starts (L-BFGS,
+batched with vmap, checkpointed after every iteration); optionally re-weight optimally and
+re-estimate (two-step); then, at the estimate, the Jacobian G by forward-mode autodiff, the
+simulation noise Omega_sim over independent draw sets, the sandwich covariance, the J test,
+Andrews-Gentzkow-Shapiro sensitivity, local identification and the Delta Gini decomposition,
+whose two closest sign flips are checked by re-estimation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxmodel
+from estimation import inference, msm, sensitivity
+from estimation.errors import ConfigError, OutputError
+from estimation.parameters import DEFAULT_FREE, FreeParameters, free_parameters
+from estimation.runfiles import RunFolder
+from estimation.targets import Targets, load_targets
+from jaxmodel import MOMENT_NAMES, Settings
+
+WEIGHTINGS = ("diagonal", "identity", "optimal")
+
+
+@dataclasses.dataclass(frozen=True)
+class CalibrationConfig:
+    """Every input of a calibration; recorded in report.json and enough to replay it.
+
+    Attributes:
+        targets: path of a CSV/TOML targets file, or None for the shipped MODEL.md scenario.
+        free: names of the estimated parameters.
+        bounds: {name: (low, high)} overriding the domain bounds of free parameters.
+        weights: "diagonal" (1/se^2), "identity", "optimal" (two-step) or a path to a CSV matrix.
+        fixed: {name: value} changes to the baseline for parameters that are not estimated.
+        n_agents, n_firms, n_occupations, n_tasks, spec, precision, fp_damping: model settings.
+        seed: PRNG seed of the estimation's draws (simulation-noise draws use other keys).
+        n_starts: starting points of the multistart.
+        max_iter: most L-BFGS iterations per start; gtol, ftol: stopping rules (msm.Tolerances).
+        n_sim: independent draw sets for Omega_sim.
+        flip_checks: how many of the closest sign flips to check by re-estimation.
+    """
+
+    targets: str | None = None
+    free: tuple[str, ...] = DEFAULT_FREE
+    bounds: Mapping[str, tuple[float, float]] = dataclasses.field(default_factory=dict)
+    weights: str = "diagonal"
+    fixed: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    n_agents: int = 20_000
+    n_firms: int = 100
+    n_occupations: int = 10
+    n_tasks: int = 40
+    spec: str = "additive"
+    precision: str = "float64"
+    fp_damping: float = 0.5
+    seed: int = 0
+    n_starts: int = 3
+    max_iter: int = 100
+    gtol: float = 1e-5
+    ftol: float = 1e-7
+    n_sim: int = 20
+    flip_checks: int = 2
+
+    def to_dict(self) -> dict:
+        out = dataclasses.asdict(self)
+        out["free"] = list(self.free)
+        out["bounds"] = {k: [float(v[0]), float(v[1])] for k, v in dict(self.bounds).items()}
+        out["fixed"] = {k: float(v) for k, v in dict(self.fixed).items()}
+        if self.targets is not None:
+            out["targets"] = str(Path(self.targets).expanduser().absolute())
+        return json.loads(json.dumps(out, default=str).replace("Infinity", '"inf"'))
+
+    @classmethod
+    def from_dict(cls, values: Mapping) -> CalibrationConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        values = dict(values)
+        if "free" in values:
+            values["free"] = tuple(values["free"])
+        if "bounds" in values:
+            values["bounds"] = {k: (float(v[0]), float(v[1])) for k, v in values["bounds"].items()}
+        return cls(**values)
+
+    def settings(self) -> Settings:
+        return Settings(
+            n_agents=self.n_agents, n_firms=self.n_firms, n_occupations=self.n_occupations,
+            n_tasks=self.n_tasks, spec=self.spec, precision=self.precision, fp_damping=self.fp_damping,
+        )
+
+    def tolerances(self) -> msm.Tolerances:
+        return msm.Tolerances(gtol=self.gtol, ftol=self.ftol, max_iter=self.max_iter)
+
+
+def _validate(config: CalibrationConfig):
+    """Everything checked before any heavy work: returns (targets, free, settings, base, W or kind)."""
+    for name, lo in (("n_starts", 1), ("max_iter", 1), ("n_sim", 2), ("flip_checks", 0)):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < lo:
+            raise ConfigError(f"{name}={value!r} must be an integer >= {lo}")
+    for name in ("gtol", "ftol"):
+        value = getattr(config, name)
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise ConfigError(f"{name}={value!r} must be a positive number")
+    settings = config.settings()
+    targets = load_targets(config.targets)
+    free = free_parameters(config.free, config.bounds)
+    overlap = sorted(set(config.fixed) & set(free.names))
+    if overlap:
+        raise ConfigError(f"--set {', '.join(overlap)}: a free parameter cannot also be fixed")
+    base = jaxmodel.baseline().replace(**dict(config.fixed))
+    weights = _weights(config.weights, targets)
+    return targets, free, settings, base, weights
+
+
+def _weights(kind: str, targets: Targets) -> np.ndarray:
+    """The first-step weighting matrix (6, 6); "optimal" starts from diagonal weights."""
+    if kind in ("diagonal", "optimal"):
+        return np.diag(1.0 / targets.se**2)
+    if kind == "identity":
+        return np.eye(len(MOMENT_NAMES))
+    return load_weight_matrix(kind)
+
+
+def load_weight_matrix(path: str | Path) -> np.ndarray:
+    """A user weighting matrix from CSV: a header row and six rows, both naming the moments.
+
+    Raises:
+        ConfigError: unreadable file, wrong labels, non-numeric, non-finite, asymmetric or not
+            positive definite.
+    """
+    import pandas as pd
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"--weights {path}: not one of {', '.join(WEIGHTINGS)} and not an existing CSV file"
+        )
+    try:
+        frame = pd.read_csv(path, index_col=0)
+    except (OSError, ValueError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"--weights {path}: cannot read a CSV matrix ({exc})") from None
+    names = list(MOMENT_NAMES)
+    if sorted(map(str, frame.index)) != sorted(names) or sorted(map(str, frame.columns)) != sorted(names):
+        raise ConfigError(f"--weights {path}: rows and columns must be labelled with the six moments {', '.join(names)}")
+    try:
+        matrix = frame.loc[names, names].to_numpy(dtype=float)
+    except ValueError:
+        raise ConfigError(f"--weights {path}: every entry must be a number") from None
+    if not np.isfinite(matrix).all():
+        raise ConfigError(f"--weights {path}: every entry must be finite")
+    if not np.allclose(matrix, matrix.T, rtol=1e-10, atol=1e-12):
+        raise ConfigError(f"--weights {path}: the weighting matrix must be symmetric")
+    if np.linalg.eigvalsh(matrix).min() <= 0:
+        raise ConfigError(f"--weights {path}: the weighting matrix must be positive definite")
+    return matrix
+
+
+@dataclasses.dataclass
+class Result:
+    """Everything a calibration produced (``to_report()`` gives the JSON of report.json)."""
+
+    config: CalibrationConfig
+    targets: Targets
+    free: FreeParameters
+    estimates: np.ndarray  # (k,)
+    se: np.ndarray
+    ci_lower: np.ndarray
+    ci_upper: np.ndarray
+    binding: list
+    cov: np.ndarray  # (k, k)
+    jac: np.ndarray  # (6, k)
+    weights: np.ndarray  # (6, 6)
+    omega_sim: np.ndarray  # (6, 6)
+    moments_cov: np.ndarray  # (6, 6) Omega + Omega_sim
+    model_moments: np.ndarray  # (6,)
+    sensitivity: np.ndarray  # (k, 6) Lambda
+    criterion: float
+    j_test: dict
+    identification: dict
+    decomposition: dict | None
+    flip_checks: list
+    starts: list
+    best_start: int
+    stage2: dict | None
+    seconds: float
+    versions: dict
+
+    @property
+    def errors(self) -> np.ndarray:
+        return self.model_moments - self.targets.values
+
+    @property
+    def regime(self) -> str:
+        return "concentrating" if self.model_moments[MOMENT_NAMES.index("gini_change")] > 0 else "equalizing"
+
+    def estimates_table(self) -> list[dict]:
+        return [
+            {"parameter": n, "estimate": float(self.estimates[j]), "se": float(self.se[j]),
+             "ci_lower": float(self.ci_lower[j]), "ci_upper": float(self.ci_upper[j]),
+             "lower_bound": self.free.lower[j], "upper_bound": self.free.upper[j],
+             "at_bound": self.binding[j] or "", "start": float(self.starts[self.best_start].start[j])}
+            for j, n in enumerate(self.free.names)
+        ]
+
+    def moments_table(self) -> list[dict]:
+        sim_sd = np.sqrt(np.diag(self.omega_sim))
+        return [
+            {"moment": n, "symbol": f"m{i + 1}", "target": float(self.targets.values[i]),
+             "se": float(self.targets.se[i]), "model": float(self.model_moments[i]),
+             "error": float(self.errors[i]), "error_in_se": float(self.errors[i] / self.targets.se[i]),
+             "simulation_sd": float(sim_sd[i]), "source": self.targets.sources[i]}
+            for i, n in enumerate(MOMENT_NAMES)
+        ]
+
+    def to_report(self) -> dict:
+        names = list(self.free.names)
+        return {
+            "levelfield_report": 1,
+            "config": self.config.to_dict(),
+            "targets": self.targets.to_records(),
+            "free_parameters": names,
+            "estimates": self.estimates_table(),
+            "moments": self.moments_table(),
+            "criterion": self.criterion,
+            "regime": self.regime,
+            "j_test": self.j_test,
+            "identification": self.identification,
+            "delta_gini": {"decomposition": self.decomposition, "flip_checks": self.flip_checks},
+            "jacobian": {"rows": list(MOMENT_NAMES), "columns": names, "values": self.jac.tolist()},
+            "weights": self.weights.tolist(),
+            "omega_sim": self.omega_sim.tolist(),
+            "moments_cov": self.moments_cov.tolist(),
+            "cov": self.cov.tolist(),
+            "sensitivity": {"rows": names, "columns": list(MOMENT_NAMES), "values": self.sensitivity.tolist()},
+            "convergence": {
+                "best_start": self.best_start,
+                "starts": [
+                    {"start": dict(zip(names, map(float, r.start))), "end": dict(zip(names, map(float, r.theta))),
+                     "criterion": r.value, "grad_norm": r.grad_norm, "iterations": r.iterations,
+                     "status": r.status, "method": r.method, "history": r.history}
+                    for r in self.starts
+                ],
+                "stage2": self.stage2,
+            },
+            "seconds": self.seconds,
+            "versions": self.versions,
+        }
+
+
+def versions() -> dict:
+    out = {}
+    for pkg in ("levelfield", "jax", "jaxlib", "optax", "numpy", "pandas"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    out["backend"] = jax.default_backend()
+    return out
+
+
+class _Checkpointer:
+    """Saves and restores the optimiser batch of one stage inside a run folder."""
+
+    def __init__(self, folder: RunFolder | None, template_fn: Callable):
+        self.folder, self.template_fn = folder, template_fn
+        self.meta: dict = {}
+
+    def load(self):
+        if self.folder is None:
+            return None
+        loaded = self.folder.load_checkpoint()
+        if loaded is None:
+            return None
+        arrays, self.meta = loaded
+        return arrays
+
+    def save(self, stage: str, batch: msm.BatchState | None, extra: dict | None = None) -> None:
+        if self.folder is None:
+            return
+        if extra:
+            self.meta.update(extra)
+        arrays = {}
+        if batch is not None:
+            leaves = jax.tree_util.tree_leaves(batch.states)
+            arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
+            arrays.update(U=batch.U, stalls=batch.stalls, done=batch.done)
+            self.meta[f"{stage}_batch"] = {"iteration": batch.iteration, "status": batch.status, "history": batch.history}
+        self.meta["stage"] = stage
+        self.folder.save_checkpoint(arrays, self.meta)
+
+    @staticmethod
+    def restore(arrays: dict, meta: dict, template) -> msm.BatchState:
+        leaves, treedef = jax.tree_util.tree_flatten(template)
+        states = jax.tree_util.tree_unflatten(
+            treedef, [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
+        )
+        return msm.BatchState(
+            U=arrays["U"], states=states, iteration=int(meta["iteration"]), stalls=arrays["stalls"].astype(int),
+            done=arrays["done"].astype(bool), status=list(meta["status"]), history=[list(h) for h in meta["history"]],
+        )
+
+
+def _optimise(stage: str, U0: np.ndarray, starts: np.ndarray, data, problem, tol, checkpointer: _Checkpointer,
+              arrays: dict | None, progress: Callable | None) -> list[msm.StartRecord]:
+    """Run (or resume) one stage of the batched optimisation; returns one record per start."""
+    meta = checkpointer.meta.get(f"{stage}_batch")
+    if arrays is not None and meta is not None and checkpointer.meta.get("stage") == stage:
+        template = jax.eval_shape(msm.init_batch, jnp.asarray(U0), data, problem)
+        batch = _Checkpointer.restore(arrays, meta, template)
+    else:
+        batch = msm.new_batch(U0, data, problem)
+        checkpointer.save(stage, batch)
+
+    def on_iteration(b: msm.BatchState) -> None:
+        checkpointer.save(stage, b)
+        if progress is not None:
+            progress(stage, b)
+
+    batch = msm.run_batch(batch, data, problem, tol, on_iteration)
+    return msm.finish_starts(batch, starts, data, problem, tol)
+
+
+def _record_to_json(r: msm.StartRecord) -> dict:
+    return {"start": r.start.tolist(), "theta": r.theta.tolist(), "u": r.u.tolist(), "value": r.value,
+            "grad_norm": r.grad_norm, "iterations": r.iterations, "status": r.status, "method": r.method,
+            "history": r.history}
+
+
+def _record_from_json(d: dict) -> msm.StartRecord:
+    return msm.StartRecord(start=np.array(d["start"]), theta=np.array(d["theta"]), u=np.array(d["u"]),
+                           value=float(d["value"]), grad_norm=float(d["grad_norm"]), iterations=int(d["iterations"]),
+                           status=d["status"], method=d["method"], history=list(d["history"]))
+
+
+def reestimate(theta0: np.ndarray, targets_values: np.ndarray, base, draws, weights, free, settings, tol) -> np.ndarray:
+    """Re-estimate from theta0 with other target values (one start, no checkpoint); returns theta."""
+    problem = msm.Problem(settings=settings, free=free)
+    data = msm.ProblemData(base=base, draws=draws, targets=jnp.asarray(targets_values), weights=jnp.asarray(weights))
+    start = free.inside(theta0, margin=1e-9)
+    batch = msm.run_batch(msm.new_batch(free.to_u(start)[None], data, problem), data, problem, tol)
+    record = msm.finish_starts(batch, start[None], data, problem, tol)[0]
+    return record.theta
+
+
+def calibrate(
+    config: CalibrationConfig | None = None,
+    out: str | Path | None = None,
+    resume: bool = False,
+    force: bool = False,
+    progress: Callable | None = None,
+    **overrides,
+) -> Result:
+    """Estimate the model by MSM; with ``out``, write the results folder (see ``estimation.results``).
+
+    Args:
+        config: the inputs (default: the shipped targets and the default free parameters); keyword
+            ``overrides`` replace its fields, e.g. ``calibrate(n_agents=10_000, free=("xi",))``.
+        out: results folder; never overwritten unless ``force``; ``resume`` continues an interrupted
+            run that wrote to the same folder (same configuration required).
+        progress: called as progress(event, payload) with ``("stage1" | "stage2", BatchState)`` after
+            every optimiser iteration and ``("step", text)`` between post-estimation steps.
+
+    Returns:
+        The :class:`Result`.
+
+    Raises:
+        EstimationError / ModelError subclasses for bad input, before any heavy work.
+    """
+    config = dataclasses.replace(config or CalibrationConfig(), **overrides)
+    targets, free, settings, base, weights = _validate(config)
+    folder = RunFolder(out) if out is not None else None
+    if folder is not None:
+        resumed = folder.prepare(config.to_dict(), resume=resume, force=force)
+    elif resume:
+        raise OutputError("--resume needs the results folder (--out) of the interrupted run")
+    else:
+        resumed = False
+    started = time.perf_counter()
+    say = (lambda text: progress("step", text)) if progress is not None else (lambda text: None)
+
+    problem = msm.Problem(settings=settings, free=free)
+    draws = jaxmodel.make_draws(jax.random.key(config.seed), settings)
+    data = msm.ProblemData(base=base, draws=draws, targets=jnp.asarray(targets.values), weights=jnp.asarray(weights))
+    tol = config.tolerances()
+    starts = msm.starting_points(free, base, config.n_starts, config.seed)
+    U0 = np.stack([free.to_u(s) for s in starts])
+
+    checkpointer = _Checkpointer(folder, None)
+    arrays = checkpointer.load() if resumed else None
+    if "stage1_records" in checkpointer.meta:
+        records = [_record_from_json(d) for d in checkpointer.meta["stage1_records"]]
+    else:
+        say(f"Optimising from {config.n_starts} start(s), N = {settings.n_agents:_}")
+        records = _optimise("stage1", U0, starts, data, problem, tol, checkpointer, arrays, progress)
+        checkpointer.save("stage1_done", None, {"stage1_records": [_record_to_json(r) for r in records]})
+    finite = [i for i, r in enumerate(records) if np.isfinite(r.value)]
+    if not finite:
+        raise OutputError("every start ended with a non-finite criterion; the model is not finite near the starts")
+    best = min(finite, key=lambda i: records[i].value)
+    theta = records[best].theta
+    sim_key = jax.random.fold_in(jax.random.key(config.seed), 1)
+
+    stage2 = None
+    if config.weights == "optimal":
+        say("Two-step: optimal weights from the first-step estimate")
+        omega_sim1 = msm.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings, config.n_sim)
+        weights = np.linalg.inv(targets.covariance + omega_sim1)
+        data = dataclasses.replace(data, weights=jnp.asarray(weights))
+        if "stage2_records" in checkpointer.meta:
+            rec2 = _record_from_json(checkpointer.meta["stage2_records"][0])
+        else:
+            start2 = free.inside(theta, margin=1e-9)
+            arrays2 = arrays if checkpointer.meta.get("stage") == "stage2" else None
+            rec2 = _optimise("stage2", free.to_u(start2)[None], start2[None], data, problem, tol, checkpointer,
+                             arrays2, progress)[0]
+            checkpointer.save("stage2_done", None, {"stage2_records": [_record_to_json(rec2)]})
+        stage2 = {"first_step_theta": theta.tolist(), "status": rec2.status, "iterations": rec2.iterations,
+                  "criterion": rec2.value}
+        theta = rec2.theta
+
+    say("Jacobian, simulation noise and inference at the estimate")
+    theta_j = jnp.asarray(theta)
+    params_hat = free.params(base, theta_j)
+    model = np.asarray(msm.model_moments(theta_j, data, problem))
+    jac = np.asarray(msm.jacobian(theta_j, data, problem))
+    omega_sim = msm.simulation_noise(params_hat, sim_key, settings, config.n_sim)
+    moments_cov = targets.covariance + omega_sim
+    errors = model - targets.values
+    criterion_value = float(errors @ weights @ errors)
+    ident = inference.identification(jac, weights, list(free.names))
+    k = free.size
+    if ident["identified"]:
+        cov = inference.cov_robust(jac, weights, moments_cov)
+        lam = inference.sensitivity_to_bias(jac, weights)
+    else:
+        cov = np.full((k, k), np.nan)
+        lam = np.full((k, len(MOMENT_NAMES)), np.nan)
+    se = inference.standard_errors(cov) if ident["identified"] else np.full(k, np.nan)
+    lo, hi = inference.confidence_intervals(theta, se)
+    j_test = inference.j_statistic(errors, moments_cov, k)
+    j_test["weights"] = "optimal" if config.weights == "optimal" else f"{config.weights} (J uses optimal weights)"
+
+    decomposition, flips = None, []
+    if ident["identified"]:
+        decomposition = sensitivity.delta_gini_decomposition(model, jac, lam, targets.se, list(free.names), se)
+        names_idx = MOMENT_NAMES.index("gini_change")
+        for target in sensitivity.closest_flips(decomposition, config.flip_checks):
+            say(f"Re-estimating with {target['moment']} moved by {target['se_to_flip_sign']:+.2f} SE")
+            i = MOMENT_NAMES.index(target["moment"])
+            shift = target["shift_to_flip_sign"]
+            shifted = targets.values.copy()
+            shifted[i] += shift
+            # Start from the first-order prediction theta_hat - Lambda[:, i] shift.
+            predicted = free.inside(theta - lam[:, i] * shift, margin=1e-9)
+            theta_f = reestimate(predicted, shifted, base, draws, weights, free, settings, tol)
+            m6 = float(msm.model_moments(jnp.asarray(theta_f), data, problem)[names_idx])
+            m6_0 = float(model[names_idx])
+            # Secant through (0, m6_0) and (shift, m6): the shift at which Delta Gini crosses 0.
+            secant = shift * m6_0 / (m6_0 - m6) if m6 != m6_0 else math.inf
+            flips.append({
+                "moment": target["moment"], "se_moved": target["se_to_flip_sign"],
+                "shift": shift, "delta_gini_before": m6_0,
+                "delta_gini_after_reestimation": m6,
+                "remaining_share": m6 / m6_0 if m6_0 else math.nan,
+                "sign_flipped": bool(np.sign(m6) != np.sign(m6_0)),
+                "se_to_flip_sign_secant": secant / targets.se[i] if math.isfinite(secant) else math.inf,
+                "theta": dict(zip(free.names, map(float, theta_f))),
+            })
+
+    result = Result(
+        config=config, targets=targets, free=free, estimates=np.asarray(theta), se=se, ci_lower=lo, ci_upper=hi,
+        binding=free.binding(theta), cov=cov, jac=jac, weights=weights, omega_sim=omega_sim,
+        moments_cov=moments_cov, model_moments=model, sensitivity=lam, criterion=criterion_value, j_test=j_test,
+        identification=ident, decomposition=decomposition, flip_checks=flips, starts=records, best_start=best,
+        stage2=stage2, seconds=time.perf_counter() - started, versions=versions(),
+    )
+    if folder is not None:
+        from estimation import results as results_io
+
+        say(f"Writing {folder.out}")
+        folder.staging.mkdir(parents=True, exist_ok=True)
+        results_io.write_results(result, folder.staging)
+        folder.publish()
+    return result

@@ -1,0 +1,110 @@
+"""MSM inference as small pure functions of (G, W, Omega), in the manner of estimagic's msm_covs.
+
+Shapes: m moments, k parameters. ``jac`` G = dm/dtheta is (m, k); ``weights`` W is (m, m),
+symmetric positive definite; ``moments_cov`` Omega is (m, m), the covariance of the moment errors
+(targets' sampling variance plus simulation noise). All arrays are NumPy float64.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from jax.scipy.special import gammaincc
+from statistics import NormalDist
+
+
+def _bread(jac: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(G'WG)^{-1}: (k, k)."""
+    return np.linalg.inv(jac.T @ weights @ jac)
+
+
+def cov_robust(jac: np.ndarray, weights: np.ndarray, moments_cov: np.ndarray) -> np.ndarray:
+    """Sandwich covariance V = (G'WG)^{-1} G'W Omega W G (G'WG)^{-1} of the estimates: (k, k)."""
+    bread = _bread(jac, weights)
+    meat = jac.T @ weights @ moments_cov @ weights @ jac
+    return bread @ meat @ bread
+
+
+def cov_optimal(jac: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """(G'WG)^{-1}: the covariance when W = Omega^{-1} (optimal weights): (k, k)."""
+    return _bread(jac, weights)
+
+
+def sensitivity_to_bias(jac: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Andrews, Gentzkow & Shapiro (2017) Lambda = -(G'WG)^{-1} G'W: (k, m).
+
+    A bias b in the moment conditions m(theta) - m_data moves the estimate by Lambda b; a shift
+    delta of the targets m_data therefore moves it by -Lambda delta.
+    """
+    return -_bread(jac, weights) @ jac.T @ weights
+
+
+def standard_errors(cov: np.ndarray) -> np.ndarray:
+    """sqrt(diag(V)): (k,)."""
+    return np.sqrt(np.clip(np.diag(cov), 0.0, None))
+
+
+def confidence_intervals(estimates: np.ndarray, se: np.ndarray, level: float = 0.95) -> tuple[np.ndarray, np.ndarray]:
+    """Normal (Wald) intervals theta +- z_{(1+level)/2} se: two (k,) arrays."""
+    z = NormalDist().inv_cdf(0.5 + level / 2.0)
+    return estimates - z * se, estimates + z * se
+
+
+def j_statistic(errors: np.ndarray, moments_cov: np.ndarray, n_params: int) -> dict:
+    """Hansen's J = g' Omega^{-1} g at the estimate, under optimal weights W = Omega^{-1}.
+
+    With m moments and k parameters J is chi-squared with m - k degrees of freedom under the model;
+    with no over-identifying restriction (m = k) there is no test and the p-value is None.
+
+    Args:
+        errors: (m,) g = m(theta_hat) - m_data.
+        moments_cov: (m, m) Omega (targets plus simulation noise).
+    """
+    j = float(errors @ np.linalg.solve(moments_cov, errors))
+    df = errors.size - n_params
+    p_value = float(gammaincc(df / 2.0, j / 2.0)) if df > 0 else None
+    return {"J": j, "df": df, "p_value": p_value}
+
+
+def symmetric_sqrt(weights: np.ndarray) -> np.ndarray:
+    """W^{1/2}, the symmetric square root of a positive semi-definite matrix: (m, m)."""
+    values, vectors = np.linalg.eigh((weights + weights.T) / 2.0)
+    return (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+
+
+def identification(jac: np.ndarray, weights: np.ndarray, names: list[str], rel_tol: float = 1e-6,
+                   weak_ratio: float = 1e-2) -> dict:
+    """Local identification from the singular values of W^{1/2} G.
+
+    The rank counts singular values above ``rel_tol`` times the largest; a direction whose singular
+    value is below ``weak_ratio`` times the largest is weakly identified. Each weak direction is
+    named as the parameter combination (right singular vector) that barely moves the criterion.
+
+    Returns:
+        dict with singular_values, condition_number, rank, n_params, identified (rank == k) and
+        weak_directions: [{singular_value, combination: {name: loading}, text}].
+    """
+    scaled = symmetric_sqrt(weights) @ jac
+    _, s, vt = np.linalg.svd(scaled, full_matrices=True)
+    k = jac.shape[1]
+    s_full = np.concatenate([s, np.zeros(max(0, k - s.size))])
+    top = float(s_full.max()) if s_full.size else 0.0
+    rank = int(np.sum(s_full > rel_tol * top)) if top > 0 else 0
+    weak = []
+    for idx in range(k):
+        if s_full[idx] <= weak_ratio * top:
+            vec = vt[idx]
+            vec = vec * np.sign(vec[np.argmax(np.abs(vec))])
+            loadings = {n: float(v) for n, v in zip(names, vec) if abs(v) >= 0.05}
+            text = " ".join(f"{'+' if v >= 0 else '-'} {abs(v):.2f} {n}" for n, v in loadings.items()).lstrip("+ ")
+            weak.append({"singular_value": float(s_full[idx]), "combination": loadings, "text": text})
+    condition = math.inf if s_full.min(initial=0.0) <= 0 else float(top / s_full.min())
+    return {
+        "singular_values": [float(x) for x in s_full],
+        "condition_number": condition,
+        "rank": rank,
+        "n_params": k,
+        "identified": rank == k,
+        "weak_directions": weak,
+    }

@@ -1,0 +1,171 @@
+"""Free parameters of an estimation: names, bounds and smooth maps to an unconstrained space.
+
+Each free parameter theta_j has bounds [lo_j, hi_j] (defaults from its MODEL.md domain, which may
+be one-sided). The optimiser works on u in R^k with
+- two finite bounds: theta = lo + (hi - lo) L(u), L the logistic function;
+- only a lower bound: theta = lo + exp(u);
+- only an upper bound: theta = hi - exp(-u);
+- none: theta = u.
+Open ends of a domain (sigma > 0) are kept open by these maps; a closed end is reached only in the
+limit, and an estimate that presses against it is reported as binding.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from estimation.errors import ConfigError
+from jaxmodel import DOMAINS, PARAM_NAMES, Params
+
+#: The default free parameters (MODEL.md section 7).
+DEFAULT_FREE: tuple[str, ...] = ("alpha", "sigma_nu", "sigma", "eta1", "xi")
+#: A parameter is reported as at its bound when within this share of its range (two-sided) or of
+#: max(1, |bound|) (one-sided).
+BINDING_SHARE = 1e-3
+
+
+@dataclasses.dataclass(frozen=True)
+class FreeParameters:
+    """Names and bounds of the estimated parameters (static and hashable).
+
+    Attributes:
+        names: free parameter names in estimation order.
+        lower: lower bounds (-inf where none).
+        upper: upper bounds (inf where none).
+    """
+
+    names: tuple[str, ...]
+    lower: tuple[float, ...]
+    upper: tuple[float, ...]
+
+    @property
+    def size(self) -> int:
+        return len(self.names)
+
+    def to_theta(self, u: jax.Array) -> jax.Array:
+        """theta(u): (k,) bounded parameters from (k,) unconstrained coordinates."""
+        lo, hi = np.asarray(self.lower), np.asarray(self.upper)
+        out = []
+        for j in range(self.size):
+            a, b = lo[j], hi[j]
+            if np.isfinite(a) and np.isfinite(b):
+                out.append(a + (b - a) * jax.nn.sigmoid(u[j]))
+            elif np.isfinite(a):
+                out.append(a + jnp.exp(u[j]))
+            elif np.isfinite(b):
+                out.append(b - jnp.exp(-u[j]))
+            else:
+                out.append(u[j])
+        return jnp.stack(out)
+
+    def to_u(self, theta) -> np.ndarray:
+        """u(theta), the inverse map; theta must lie strictly inside the bounds."""
+        theta = np.asarray(theta, dtype=np.float64)
+        u = np.empty_like(theta)
+        for j in range(self.size):
+            a, b, t = self.lower[j], self.upper[j], theta[j]
+            if math.isfinite(a) and math.isfinite(b):
+                p = (t - a) / (b - a)
+                u[j] = math.log(p) - math.log1p(-p)
+            elif math.isfinite(a):
+                u[j] = math.log(t - a)
+            elif math.isfinite(b):
+                u[j] = -math.log(b - t)
+            else:
+                u[j] = t
+        return u
+
+    def inside(self, theta, margin: float = 1e-6) -> np.ndarray:
+        """Clip theta into the interior: at least ``margin`` of the range (or of 1) from each bound."""
+        theta = np.array(theta, dtype=np.float64)
+        for j in range(self.size):
+            a, b = self.lower[j], self.upper[j]
+            width = (b - a) if math.isfinite(a) and math.isfinite(b) else 1.0
+            lo = a + margin * width if math.isfinite(a) else -np.inf
+            hi = b - margin * width if math.isfinite(b) else np.inf
+            theta[j] = min(max(theta[j], lo), hi)
+        return theta
+
+    def binding(self, theta) -> list[str | None]:
+        """For each parameter: "lower", "upper" or None, whether the estimate presses on a bound."""
+        out: list[str | None] = []
+        for j, t in enumerate(np.asarray(theta, dtype=np.float64)):
+            a, b = self.lower[j], self.upper[j]
+            two_sided = math.isfinite(a) and math.isfinite(b)
+            if math.isfinite(a) and t - a <= BINDING_SHARE * ((b - a) if two_sided else max(1.0, abs(a))):
+                out.append("lower")
+            elif math.isfinite(b) and b - t <= BINDING_SHARE * ((b - a) if two_sided else max(1.0, abs(b))):
+                out.append("upper")
+            else:
+                out.append(None)
+        return out
+
+    def params(self, base: Params, theta) -> Params:
+        """``base`` with the free parameters set to theta (differentiable in theta)."""
+        values = base.to_dict()
+        values.update({n: theta[j] for j, n in enumerate(self.names)})
+        return Params(**values)
+
+
+def parse_bound(text: str) -> tuple[str, float, float]:
+    """``"alpha=0.1:2"`` -> ("alpha", 0.1, 2.0); either end may be empty for 'no bound'."""
+    name, sep, rest = text.partition("=")
+    lo_text, colon, hi_text = rest.partition(":")
+    if not sep or not colon or not name.strip():
+        raise ConfigError(f"--bound {text!r} must look like NAME=LOW:HIGH, e.g. --bound alpha=0.05:3")
+    try:
+        lo = float(lo_text) if lo_text.strip() else -math.inf
+        hi = float(hi_text) if hi_text.strip() else math.inf
+    except ValueError:
+        raise ConfigError(f"--bound {text!r}: LOW and HIGH must be numbers (or empty)") from None
+    return name.strip(), lo, hi
+
+
+def free_parameters(
+    names: Sequence[str] | None = None, bounds: Mapping[str, tuple[float, float]] | None = None
+) -> FreeParameters:
+    """Validated free parameters: default set and domain bounds unless overridden.
+
+    Raises:
+        ConfigError: unknown or repeated names, bounds outside the domain, empty or reversed bounds.
+    """
+    names = tuple(DEFAULT_FREE if names is None else names)
+    bounds = dict(bounds or {})
+    if not names:
+        raise ConfigError("at least one free parameter is needed")
+    unknown = [n for n in names if n not in PARAM_NAMES]
+    if unknown:
+        raise ConfigError(f"--free: unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAM_NAMES)}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"--free: parameter(s) {', '.join(repeated)} given twice")
+    stray = [n for n in bounds if n not in names]
+    if stray:
+        raise ConfigError(f"--bound given for {', '.join(stray)}, which is not free; free: {', '.join(names)}")
+    lower, upper = [], []
+    for n in names:
+        domain = DOMAINS[n]
+        d_lo = -math.inf if domain.lo is None else domain.lo
+        d_hi = math.inf if domain.hi is None else domain.hi
+        lo, hi = bounds.get(n, (d_lo, d_hi))
+        if any(math.isnan(x) for x in (lo, hi)):
+            raise ConfigError(f"--bound {n}: bounds must be numbers, got {lo}:{hi}")
+        if lo < d_lo or hi > d_hi:
+            raise ConfigError(f"--bound {n}={lo:g}:{hi:g} leaves the parameter's domain {domain}")
+        if not lo < hi:
+            raise ConfigError(f"--bound {n}={lo:g}:{hi:g}: the lower bound must be below the upper bound")
+        if domain.exclude is not None and lo < domain.exclude < hi:
+            raise ConfigError(
+                f"--bound {n}={lo:g}:{hi:g} contains {domain.exclude:g}, which the domain {domain} excludes"
+            )
+        lower.append(float(lo))
+        upper.append(float(hi))
+    if "z_lo" in names and "z_hi" in names:
+        raise ConfigError("z_lo and z_hi cannot both be free (their order constraint is not a box)")
+    return FreeParameters(names=names, lower=tuple(lower), upper=tuple(upper))

@@ -1,0 +1,168 @@
+"""Results folders, atomic writes and checkpoints.
+
+A results folder DIR is either absent or complete. While a run works, everything it writes lives in
+a hidden sibling ``.DIR.partial`` (its configuration ``run.json`` and ``checkpoint.npz``, rewritten
+atomically after every optimiser iteration). When the run ends, the results are written into
+``.DIR.partial/results`` and that folder is renamed to DIR in one step. An interrupted run leaves
+only the partial folder, which ``--resume`` continues; an existing DIR is replaced only with
+``--force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from estimation.errors import OutputError
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: Path, payload) -> None:
+    atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_jsonable(obj):
+    """A deep copy with NumPy types turned into Python ones and inf/nan as strings (valid JSON)."""
+    if isinstance(obj, dict):
+        return {str(k): to_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [to_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return to_jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not np.isfinite(obj):
+        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+    return obj
+
+
+class RunFolder:
+    """The results folder of one run and its hidden partial sibling."""
+
+    def __init__(self, out: str | Path):
+        self.out = Path(out).expanduser().absolute()
+        self.partial = self.out.parent / f".{self.out.name}.partial"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.partial / "checkpoint.npz"
+
+    @property
+    def config_file(self) -> Path:
+        return self.partial / "run.json"
+
+    def prepare(self, config: dict, resume: bool, force: bool) -> bool:
+        """Check the folders before any work; returns True when an interrupted run is resumed.
+
+        Raises:
+            OutputError: DIR exists without --force; an interrupted run exists without --resume or
+                --force; --resume with a different configuration; folders that cannot be written.
+        """
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"--out {self.out} exists and is not a folder")
+        if self.out.exists() and not force and not (resume and self.partial.exists()):
+            raise OutputError(f"results folder {self.out} already exists; pass --force to replace it")
+        resumed = False
+        if self.partial.exists():
+            if resume:
+                self._check_same_config(config)
+                resumed = True
+            elif force:
+                shutil.rmtree(self.partial)
+            else:
+                raise OutputError(
+                    f"an interrupted run is waiting in {self.partial}; pass --resume to continue it "
+                    "or --force to start over"
+                )
+        try:
+            self.partial.mkdir(parents=True, exist_ok=True)
+            probe = self.partial / ".write-test"
+            probe.write_bytes(b"")
+            probe.unlink()
+        except OSError as exc:
+            raise OutputError(f"cannot write in {self.partial.parent}: {exc.strerror}") from None
+        if not resumed:
+            atomic_write_json(self.config_file, config)
+        return resumed
+
+    def _check_same_config(self, config: dict) -> None:
+        try:
+            saved = json.loads(self.config_file.read_text("utf-8"))
+        except (OSError, ValueError):
+            raise OutputError(
+                f"cannot resume: {self.config_file} is missing or unreadable; pass --force to start over"
+            ) from None
+        current = json.loads(json.dumps(config, default=_json_default))
+        differing = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        if differing:
+            raise OutputError(
+                "cannot resume: the interrupted run used different settings for "
+                + ", ".join(differing) + "; repeat its options or pass --force to start over"
+            )
+
+    def save_checkpoint(self, arrays: dict[str, np.ndarray], meta: dict) -> None:
+        buffer = io.BytesIO()
+        np.savez(buffer, __meta__=np.array(json.dumps(to_jsonable(meta))), **arrays)
+        atomic_write_bytes(self.checkpoint, buffer.getvalue())
+
+    def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict] | None:
+        if not self.checkpoint.exists():
+            return None
+        try:
+            with np.load(self.checkpoint, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+                meta = json.loads(str(data["__meta__"]))
+        except (OSError, ValueError, KeyError) as exc:
+            raise OutputError(f"checkpoint {self.checkpoint} is unreadable ({exc}); pass --force to start over") from None
+        return arrays, meta
+
+    @property
+    def staging(self) -> Path:
+        return self.partial / "results"
+
+    def publish(self) -> None:
+        """Move the finished results into place in one rename and remove the partial folder."""
+        old = None
+        if self.out.exists():
+            old = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
+            os.rename(self.out, old)
+        os.rename(self.staging, self.out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        shutil.rmtree(self.partial, ignore_errors=True)

@@ -1,0 +1,76 @@
+"""What pins the sign of Delta Gini: the decomposition of MODEL.md section 7.
+
+At the estimate theta_hat the model implies Delta Gini = m6(theta_hat). Its gradient in the
+parameters is the last row of G. The targets move the estimate by d theta_hat / d m_data =
+(G'WG)^{-1} G'W = -Lambda, so a shift delta_i of target i moves the implied Delta Gini by
+s_i delta_i with s = grad_theta m6 (-Lambda). The sign flips at first order when target i moves by
+-m6 / s_i, that is by n_i = -m6 / (s_i se_i) of its standard errors.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from jaxmodel import MOMENT_NAMES
+
+GINI = MOMENT_NAMES.index("gini_change")
+
+
+def delta_gini_decomposition(
+    model_moments: np.ndarray,
+    jac: np.ndarray,
+    sensitivity: np.ndarray,
+    target_se: np.ndarray,
+    param_names: list[str],
+    param_se: np.ndarray,
+) -> dict:
+    """First-order decomposition of the model-implied Delta Gini.
+
+    Args:
+        model_moments: (6,) m(theta_hat).
+        jac: (6, k) G.
+        sensitivity: (k, 6) Lambda = -(G'WG)^{-1} G'W.
+        target_se: (6,) standard errors of the targets.
+        param_names: k names; param_se: (k,) standard errors of the estimates.
+
+    Returns:
+        A dict: delta_gini, regime, gradient (per parameter, with the effect of a one-SE move),
+        targets (per moment: d DeltaGini / d target, the effect of a one-SE move of the target,
+        its share of the total, and the SEs it would have to move to flip the sign).
+    """
+    delta = float(model_moments[GINI])
+    grad = jac[GINI]
+    by_target = grad @ (-sensitivity)  # (6,)
+    per_se = by_target * target_se
+    total = float(np.sum(np.abs(per_se))) or 1.0
+    targets = []
+    for i, name in enumerate(MOMENT_NAMES):
+        s = float(by_target[i])
+        flip = -delta / (s * target_se[i]) if abs(s) > 1e-12 else math.inf
+        targets.append({
+            "moment": name,
+            "d_delta_gini_d_target": s,
+            "effect_of_one_se": float(per_se[i]),
+            "share_of_total_effect": float(abs(per_se[i]) / total),
+            "se_to_flip_sign": float(flip),
+            "shift_to_flip_sign": float(flip * target_se[i]) if math.isfinite(flip) else math.inf,
+        })
+    params = [
+        {"parameter": n, "d_delta_gini_d_parameter": float(grad[j]),
+         "effect_of_one_se": float(grad[j] * param_se[j])}
+        for j, n in enumerate(param_names)
+    ]
+    return {
+        "delta_gini": delta,
+        "regime": "concentrating" if delta > 0 else "equalizing",
+        "parameters": params,
+        "targets": targets,
+    }
+
+
+def closest_flips(decomposition: dict, count: int = 2) -> list[dict]:
+    """The ``count`` targets whose smallest move (in SEs) flips the sign at first order."""
+    finite = [t for t in decomposition["targets"] if math.isfinite(t["se_to_flip_sign"])]
+    return sorted(finite, key=lambda t: abs(t["se_to_flip_sign"]))[:count]
