@@ -67,7 +67,7 @@ class CalibrationConfig:
     n_starts: int = 3
     max_iter: int = 100
     gtol: float = 1e-5
-    ftol: float = 1e-7
+    ftol: float = 1e-6
     n_sim: int = 20
     flip_checks: int = 2
 
@@ -295,7 +295,7 @@ class _Checkpointer:
         if batch is not None:
             leaves = jax.tree_util.tree_leaves(batch.states)
             arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
-            arrays.update(U=batch.U, stalls=batch.stalls, done=batch.done)
+            arrays.update(U=batch.U, T=batch.T, stalls=batch.stalls, done=batch.done)
             self.meta[f"{stage}_batch"] = {"iteration": batch.iteration, "status": batch.status, "history": batch.history}
         self.meta["stage"] = stage
         self.folder.save_checkpoint(arrays, self.meta)
@@ -307,7 +307,7 @@ class _Checkpointer:
             treedef, [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
         )
         return msm.BatchState(
-            U=arrays["U"], states=states, iteration=int(meta["iteration"]), stalls=arrays["stalls"].astype(int),
+            U=arrays["U"], T=arrays["T"], states=states, iteration=int(meta["iteration"]), stalls=arrays["stalls"].astype(int),
             done=arrays["done"].astype(bool), status=list(meta["status"]), history=[list(h) for h in meta["history"]],
         )
 
@@ -317,7 +317,7 @@ def _optimise(stage: str, U0: np.ndarray, starts: np.ndarray, data, problem, tol
     """Run (or resume) one stage of the batched optimisation; returns one record per start."""
     meta = checkpointer.meta.get(f"{stage}_batch")
     if arrays is not None and meta is not None and checkpointer.meta.get("stage") == stage:
-        template = jax.eval_shape(msm.init_batch, jnp.asarray(U0), data, problem)
+        template = jax.eval_shape(msm.init_batch, jnp.asarray(U0), jnp.asarray(arrays["T"]), data, problem)
         batch = _Checkpointer.restore(arrays, meta, template)
     else:
         batch = msm.new_batch(U0, data, problem)
@@ -344,14 +344,23 @@ def _record_from_json(d: dict) -> msm.StartRecord:
                            status=d["status"], method=d["method"], history=list(d["history"]))
 
 
-def reestimate(theta0: np.ndarray, targets_values: np.ndarray, base, draws, weights, free, settings, tol) -> np.ndarray:
-    """Re-estimate from theta0 with other target values (one start, no checkpoint); returns theta."""
-    problem = msm.Problem(settings=settings, free=free)
-    data = msm.ProblemData(base=base, draws=draws, targets=jnp.asarray(targets_values), weights=jnp.asarray(weights))
-    start = free.inside(theta0, margin=1e-9)
-    batch = msm.run_batch(msm.new_batch(free.to_u(start)[None], data, problem), data, problem, tol)
-    record = msm.finish_starts(batch, start[None], data, problem, tol)[0]
-    return record.theta
+def reestimate(starts: np.ndarray, targets: np.ndarray, data, problem, tol, batch_size: int) -> np.ndarray:
+    """Re-estimate from each row of ``starts`` (c, k) with the targets of the same row (c, m).
+
+    Rows run together in batches of ``batch_size`` (the multistart's size, padded by repeating the
+    last row) so that the compiled batch of the main optimisation is reused. Returns thetas (c, k).
+    """
+    free = problem.free
+    out = []
+    for lo in range(0, starts.shape[0], batch_size):
+        rows = list(range(lo, min(lo + batch_size, starts.shape[0])))
+        rows += [rows[-1]] * (batch_size - len(rows))
+        theta0 = np.stack([free.inside(starts[r], margin=1e-9) for r in rows])
+        U0 = np.stack([free.to_u(t) for t in theta0])
+        batch = msm.run_batch(msm.new_batch(U0, data, problem, T=targets[rows]), data, problem, tol)
+        records = msm.finish_starts(batch, theta0, data, problem, tol)
+        out.extend(r.theta for r in records[: min(batch_size, starts.shape[0] - lo)])
+    return np.stack(out)
 
 
 def calibrate(
@@ -419,15 +428,19 @@ def calibrate(
         weights = np.linalg.inv(targets.covariance + omega_sim1)
         data = dataclasses.replace(data, weights=jnp.asarray(weights))
         if "stage2_records" in checkpointer.meta:
-            rec2 = _record_from_json(checkpointer.meta["stage2_records"][0])
+            records2 = [_record_from_json(d) for d in checkpointer.meta["stage2_records"]]
         else:
-            start2 = free.inside(theta, margin=1e-9)
+            # Every first-step end point starts the second step (same batch size: no recompilation).
+            starts2 = np.stack([free.inside(r.theta, margin=1e-9) for r in records])
+            U2 = np.stack([free.to_u(t) for t in starts2])
             arrays2 = arrays if checkpointer.meta.get("stage") == "stage2" else None
-            rec2 = _optimise("stage2", free.to_u(start2)[None], start2[None], data, problem, tol, checkpointer,
-                             arrays2, progress)[0]
-            checkpointer.save("stage2_done", None, {"stage2_records": [_record_to_json(rec2)]})
+            records2 = _optimise("stage2", U2, starts2, data, problem, tol, checkpointer, arrays2, progress)
+            checkpointer.save("stage2_done", None, {"stage2_records": [_record_to_json(r) for r in records2]})
+        finite2 = [i for i, r in enumerate(records2) if np.isfinite(r.value)]
+        best2 = min(finite2, key=lambda i: records2[i].value)
+        rec2 = records2[best2]
         stage2 = {"first_step_theta": theta.tolist(), "status": rec2.status, "iterations": rec2.iterations,
-                  "criterion": rec2.value}
+                  "criterion": rec2.value, "start": best2}
         theta = rec2.theta
 
     say("Jacobian, simulation noise and inference at the estimate")
@@ -455,29 +468,31 @@ def calibrate(
     decomposition, flips = None, []
     if ident["identified"]:
         decomposition = sensitivity.delta_gini_decomposition(model, jac, lam, targets.se, list(free.names), se)
-        names_idx = MOMENT_NAMES.index("gini_change")
-        for target in sensitivity.closest_flips(decomposition, config.flip_checks):
-            say(f"Re-estimating with {target['moment']} moved by {target['se_to_flip_sign']:+.2f} SE")
-            i = MOMENT_NAMES.index(target["moment"])
-            shift = target["shift_to_flip_sign"]
-            shifted = targets.values.copy()
-            shifted[i] += shift
-            # Start from the first-order prediction theta_hat - Lambda[:, i] shift.
-            predicted = free.inside(theta - lam[:, i] * shift, margin=1e-9)
-            theta_f = reestimate(predicted, shifted, base, draws, weights, free, settings, tol)
-            m6 = float(msm.model_moments(jnp.asarray(theta_f), data, problem)[names_idx])
-            m6_0 = float(model[names_idx])
-            # Secant through (0, m6_0) and (shift, m6): the shift at which Delta Gini crosses 0.
-            secant = shift * m6_0 / (m6_0 - m6) if m6 != m6_0 else math.inf
-            flips.append({
-                "moment": target["moment"], "se_moved": target["se_to_flip_sign"],
-                "shift": shift, "delta_gini_before": m6_0,
-                "delta_gini_after_reestimation": m6,
-                "remaining_share": m6 / m6_0 if m6_0 else math.nan,
-                "sign_flipped": bool(np.sign(m6) != np.sign(m6_0)),
-                "se_to_flip_sign_secant": secant / targets.se[i] if math.isfinite(secant) else math.inf,
-                "theta": dict(zip(free.names, map(float, theta_f))),
-            })
+        gini = MOMENT_NAMES.index("gini_change")
+        checks = sensitivity.closest_flips(decomposition, config.flip_checks)
+        if checks:
+            say("Re-estimating with the targets that flip Delta Gini soonest: "
+                + ", ".join(f"{t['moment']} {t['se_to_flip_sign']:+.2f} se" for t in checks))
+            idx = [MOMENT_NAMES.index(t["moment"]) for t in checks]
+            shifts = np.array([t["shift_to_flip_sign"] for t in checks])
+            shifted = np.tile(targets.values, (len(checks), 1))
+            shifted[np.arange(len(checks)), idx] += shifts
+            # Each starts from its first-order prediction theta_hat - Lambda[:, i] shift.
+            predicted = np.stack([theta - lam[:, i] * d for i, d in zip(idx, shifts)])
+            thetas = reestimate(predicted, shifted, data, problem, tol, config.n_starts)
+            m6_0 = float(model[gini])
+            for t, i, d, theta_f in zip(checks, idx, shifts, thetas):
+                m6 = float(msm.model_moments(jnp.asarray(theta_f), data, problem)[gini])
+                # Secant through (0, m6_0) and (shift, m6): where Delta Gini crosses 0.
+                secant = d * m6_0 / (m6_0 - m6) if m6 != m6_0 else math.inf
+                flips.append({
+                    "moment": t["moment"], "se_moved": t["se_to_flip_sign"], "shift": float(d),
+                    "delta_gini_before": m6_0, "delta_gini_after_reestimation": m6,
+                    "remaining_share": m6 / m6_0 if m6_0 else math.nan,
+                    "sign_flipped": bool(np.sign(m6) != np.sign(m6_0)),
+                    "se_to_flip_sign_secant": secant / targets.se[i] if math.isfinite(secant) else math.inf,
+                    "theta": dict(zip(free.names, map(float, theta_f))),
+                })
 
     result = Result(
         config=config, targets=targets, free=free, estimates=np.asarray(theta), se=se, ci_lower=lo, ci_upper=hi,

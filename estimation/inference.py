@@ -99,7 +99,7 @@ def identification(jac: np.ndarray, weights: np.ndarray, names: list[str], rel_t
             loadings = {n: float(v) for n, v in zip(names, vec) if abs(v) >= 0.05}
             text = " ".join(f"{'+' if v >= 0 else '-'} {abs(v):.2f} {n}" for n, v in loadings.items()).lstrip("+ ")
             weak.append({"singular_value": float(s_full[idx]), "combination": loadings, "text": text})
-    condition = math.inf if s_full.min(initial=0.0) <= 0 else float(top / s_full.min())
+    condition = math.inf if s_full.size == 0 or s_full.min() <= 0 else float(top / s_full.min())
     return {
         "singular_values": [float(x) for x in s_full],
         "condition_number": condition,

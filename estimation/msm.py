@@ -65,49 +65,60 @@ def model_moments(theta: jax.Array, data: ProblemData, problem: Problem) -> jax.
     return jaxmodel.moments(params, data.draws, problem.settings).vector()
 
 
-def criterion(u: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
-    """Q = g' W g at theta(u); +inf where the model's moments are not finite (the line search
-    then backs off instead of stepping into the region)."""
-    g = model_moments(problem.free.to_theta(u), data, problem) - data.targets
+def criterion(u: jax.Array, targets: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
+    """Q = g' W g with g = m(theta(u)) - targets; +inf where the model's moments are not finite
+    (the line search then backs off instead of stepping into the region)."""
+    g = model_moments(problem.free.to_theta(u), data, problem) - targets
     q = g @ data.weights @ g
     return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
 
-def _init(solver, u, data, problem):
+def _init(solver, u, targets, data, problem):
     """Optimiser state at u with the criterion's value and gradient stored in it."""
-    value, grad = jax.value_and_grad(criterion)(u, data, problem)
+    value, grad = jax.value_and_grad(criterion)(u, targets, data, problem)
     state = solver.init(u)
     return optax.tree.set(state, value=value, grad=grad)
 
 
-def _step(solver, u, state, data, problem):
+def _step(solver, u, state, targets, data, problem):
     """One optimiser iteration from (u, state), reusing the value and gradient the state holds."""
-    fun = functools.partial(criterion, data=data, problem=problem)
+    fun = functools.partial(criterion, targets=targets, data=data, problem=problem)
     value, grad = optax.tree.get(state, "value"), optax.tree.get(state, "grad")
     updates, state = solver.update(grad, state, u, value=value, grad=grad, value_fn=fun)
     return optax.apply_updates(u, updates), state
 
 
 @functools.partial(jax.jit, static_argnames="problem")
-def init_batch(U: jax.Array, data: ProblemData, problem: Problem):
-    """L-BFGS states for a batch of starting points U (S, k)."""
-    return jax.vmap(lambda u: _init(LBFGS, u, data, problem))(U)
+def init_batch(U: jax.Array, T: jax.Array, data: ProblemData, problem: Problem):
+    """L-BFGS states for a batch of starting points U (S, k) with targets T (S, m).
+
+    Each start has its own targets, so that one compiled batch serves the multistart (equal rows)
+    and the re-estimations with shifted targets alike.
+    """
+    states = jax.vmap(lambda u, t: _init(LBFGS, u, t, data, problem))(U, T)
+    return _strong(states)
+
+
+def _strong(tree):
+    """Leaves without JAX's weak type: the state after a step has none, and equal types avoid
+    compiling ``step_batch`` a second time on its second call."""
+    return jax.tree_util.tree_map(lambda x: x.astype(x.dtype), tree)
 
 
 @functools.partial(jax.jit, static_argnames="problem")
-def step_batch(U: jax.Array, states, data: ProblemData, problem: Problem):
+def step_batch(U: jax.Array, states, T: jax.Array, data: ProblemData, problem: Problem):
     """One L-BFGS iteration for every start in the batch (vmap over starts)."""
-    return jax.vmap(lambda u, s: _step(LBFGS, u, s, data, problem))(U, states)
+    return jax.vmap(lambda u, s, t: _step(LBFGS, u, s, t, data, problem))(U, states, T)
 
 
 @functools.partial(jax.jit, static_argnames="problem")
-def fallback_init(u, data, problem):
-    return _init(FALLBACK, u, data, problem)
+def fallback_init(u, targets, data, problem):
+    return _init(FALLBACK, u, targets, data, problem)
 
 
 @functools.partial(jax.jit, static_argnames="problem")
-def fallback_step(u, state, data, problem):
-    return _step(FALLBACK, u, state, data, problem)
+def fallback_step(u, state, targets, data, problem):
+    return _step(FALLBACK, u, state, targets, data, problem)
 
 
 @functools.partial(jax.jit, static_argnames="problem")
@@ -185,6 +196,7 @@ class BatchState:
     """Optimiser state of all starts, enough to resume bit for bit."""
 
     U: np.ndarray  # (S, k)
+    T: np.ndarray  # (S, m) targets of each start
     states: object  # pytree with leading axis S
     iteration: int
     stalls: np.ndarray  # (S,) int
@@ -193,13 +205,15 @@ class BatchState:
     history: list  # S lists of floats
 
 
-def new_batch(U0: np.ndarray, data: ProblemData, problem: Problem) -> BatchState:
+def new_batch(U0: np.ndarray, data: ProblemData, problem: Problem, T: np.ndarray | None = None) -> BatchState:
+    """A fresh batch from starting points U0 (S, k); targets T (S, m) default to data.targets."""
     U = jnp.asarray(U0)
-    states = init_batch(U, data, problem)
+    T = np.tile(np.asarray(data.targets), (U0.shape[0], 1)) if T is None else np.asarray(T)
+    states = init_batch(U, jnp.asarray(T), data, problem)
     values = np.asarray(optax.tree.get(states, "value"))
     s = U0.shape[0]
     return BatchState(
-        U=np.asarray(U), states=states, iteration=0, stalls=np.zeros(s, int), done=np.zeros(s, bool),
+        U=np.asarray(U), T=T, states=states, iteration=0, stalls=np.zeros(s, int), done=np.zeros(s, bool),
         status=[None] * s, history=[[float(v)] for v in values],
     )
 
@@ -225,7 +239,7 @@ def run_batch(
                 batch.done[i], batch.status[i] = True, status
         if batch.done.all():
             break
-        U_new, states_new = step_batch(jnp.asarray(batch.U), batch.states, data, problem)
+        U_new, states_new = step_batch(jnp.asarray(batch.U), batch.states, jnp.asarray(batch.T), data, problem)
         keep = jnp.asarray(batch.done)
         states_new = jax.tree_util.tree_map(
             lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), old, new), states_new, batch.states
@@ -252,9 +266,11 @@ def run_batch(
     return batch
 
 
-def polish_first_order(u: np.ndarray, data: ProblemData, problem: Problem, tol: Tolerances) -> tuple:
+def polish_first_order(u: np.ndarray, targets: np.ndarray, data: ProblemData, problem: Problem,
+                       tol: Tolerances) -> tuple:
     """Gradient descent with backtracking from u; returns (u, value, grad_norm, iterations, history)."""
-    state = fallback_init(jnp.asarray(u), data, problem)
+    targets = jnp.asarray(targets)
+    state = fallback_init(jnp.asarray(u), targets, data, problem)
     u = jnp.asarray(u)
     history = [float(optax.tree.get(state, "value"))]
     stalls = 0
@@ -263,7 +279,7 @@ def polish_first_order(u: np.ndarray, data: ProblemData, problem: Problem, tol: 
         grad_norm = float(jnp.max(jnp.abs(optax.tree.get(state, "grad"))))
         if not np.isfinite(value) or grad_norm <= tol.gtol or stalls >= tol.patience:
             return np.asarray(u), value, grad_norm, it - 1, history
-        u_new, state_new = fallback_step(u, state, data, problem)
+        u_new, state_new = fallback_step(u, state, targets, data, problem)
         new = float(optax.tree.get(state_new, "value"))
         if not np.isfinite(new) or new > value:
             return np.asarray(u), value, grad_norm, it - 1, history
@@ -286,7 +302,7 @@ def finish_starts(batch: BatchState, starts: np.ndarray, data: ProblemData, prob
         history = list(batch.history[i])
         iterations = len(history) - 1
         if status.startswith(("failed", "stalled")) and np.isfinite(value) and grad_norm > tol.gtol:
-            u, value, grad_norm, extra, more = polish_first_order(u, data, problem, tol)
+            u, value, grad_norm, extra, more = polish_first_order(u, batch.T[i], data, problem, tol)
             history += more[1:]
             iterations += extra
             method = "L-BFGS then gradient descent"
