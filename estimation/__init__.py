@@ -1,5 +1,21 @@
-"""levelfield's estimation layer: MSM, inference, sensitivity, regimes, data and the CLI."""
+"""levelfield's estimation layer: MSM, inference, sensitivity, regimes, data and the CLI.
 
-from estimation.errors import ConfigError, EstimationError
+The Python API mirrors ``levelfield calibrate``: ``calibrate(...) -> Result``, with the small pure
+inference functions of (G, W, Omega) in :mod:`estimation.inference`.
+"""
 
-__all__ = ["ConfigError", "EstimationError"]
+from estimation.calibration import CalibrationConfig, Result, calibrate
+from estimation.errors import ConfigError, EstimationError, OutputError, TargetsError
+from estimation.targets import Targets, load_targets
+
+__all__ = [
+    "CalibrationConfig",
+    "ConfigError",
+    "EstimationError",
+    "OutputError",
+    "Result",
+    "Targets",
+    "TargetsError",
+    "calibrate",
+    "load_targets",
+]

@@ -344,13 +344,13 @@ def _record_from_json(d: dict) -> msm.StartRecord:
                            status=d["status"], method=d["method"], history=list(d["history"]))
 
 
-def reestimate(starts: np.ndarray, targets: np.ndarray, data, problem, tol, batch_size: int) -> np.ndarray:
+def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, data, problem, tol,
+               batch_size: int) -> np.ndarray:
     """Re-estimate from each row of ``starts`` (c, k) with the targets of the same row (c, m).
 
     Rows run together in batches of ``batch_size`` (the multistart's size, padded by repeating the
     last row) so that the compiled batch of the main optimisation is reused. Returns thetas (c, k).
     """
-    free = problem.free
     out = []
     for lo in range(0, starts.shape[0], batch_size):
         rows = list(range(lo, min(lo + batch_size, starts.shape[0])))
@@ -399,9 +399,10 @@ def calibrate(
     started = time.perf_counter()
     say = (lambda text: progress("step", text)) if progress is not None else (lambda text: None)
 
-    problem = msm.Problem(settings=settings, free=free)
+    problem = msm.Problem(settings=settings)
     draws = jaxmodel.make_draws(jax.random.key(config.seed), settings)
-    data = msm.ProblemData(base=base, draws=draws, targets=jnp.asarray(targets.values), weights=jnp.asarray(weights))
+    data = msm.ProblemData(base=base, free=free.arrays(), draws=draws, targets=jnp.asarray(targets.values),
+                           weights=jnp.asarray(weights))
     tol = config.tolerances()
     starts = msm.starting_points(free, base, config.n_starts, config.seed)
     U0 = np.stack([free.to_u(s) for s in starts])
@@ -479,7 +480,7 @@ def calibrate(
             shifted[np.arange(len(checks)), idx] += shifts
             # Each starts from its first-order prediction theta_hat - Lambda[:, i] shift.
             predicted = np.stack([theta - lam[:, i] * d for i, d in zip(idx, shifts)])
-            thetas = reestimate(predicted, shifted, data, problem, tol, config.n_starts)
+            thetas = reestimate(predicted, shifted, free, data, problem, tol, config.n_starts)
             m6_0 = float(model[gini])
             for t, i, d, theta_f in zip(checks, idx, shifts, thetas):
                 m6 = float(msm.model_moments(jnp.asarray(theta_f), data, problem)[gini])

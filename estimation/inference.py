@@ -8,10 +8,10 @@ symmetric positive definite; ``moments_cov`` Omega is (m, m), the covariance of 
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 from jax.scipy.special import gammaincc
-from statistics import NormalDist
 
 
 def _bread(jac: np.ndarray, weights: np.ndarray) -> np.ndarray:
@@ -38,6 +38,31 @@ def sensitivity_to_bias(jac: np.ndarray, weights: np.ndarray) -> np.ndarray:
     delta of the targets m_data therefore moves it by -Lambda delta.
     """
     return -_bread(jac, weights) @ jac.T @ weights
+
+
+def sensitivity_to_noise(lam: np.ndarray, moments_cov: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """AGS sensitivity to noise: Lambda_jk^2 Omega_kk / V_jj, the share of the variance of theta_j
+    that noise in moment k would add (estimagic's calculate_actual_sensitivity_to_noise): (k, m)."""
+    return lam**2 * np.diag(moments_cov)[None, :] / np.diag(cov)[:, None]
+
+
+def sensitivity_to_removal(jac: np.ndarray, weights: np.ndarray, moments_cov: np.ndarray,
+                           cov: np.ndarray) -> np.ndarray:
+    """Relative rise of each parameter's variance when moment k is dropped (its row and column of
+    W set to 0), as estimagic's calculate_actual_sensitivity_to_removal: (k, m)."""
+    out = []
+    for k in range(weights.shape[0]):
+        dropped = weights.copy()
+        dropped[k, :] = 0.0
+        dropped[:, k] = 0.0
+        gwg = jac.T @ dropped @ jac
+        try:
+            bread = np.linalg.inv(gwg)
+        except np.linalg.LinAlgError:
+            bread = np.linalg.pinv(gwg)
+        v_k = bread @ (jac.T @ dropped @ moments_cov @ dropped @ jac) @ bread
+        out.append((np.diag(v_k) - np.diag(cov)) / np.diag(cov))
+    return np.array(out).T
 
 
 def standard_errors(cov: np.ndarray) -> np.ndarray:

@@ -21,7 +21,7 @@ import numpy as np
 import optax
 
 import jaxmodel
-from estimation.parameters import FreeParameters
+from estimation.parameters import FreeArrays, params_with, theta_of_u
 from jaxmodel import Draws, Params, Settings
 
 #: L-BFGS with optax's zoom line search (strong Wolfe conditions).
@@ -35,10 +35,10 @@ FALLBACK = optax.chain(
 
 @dataclasses.dataclass(frozen=True)
 class Problem:
-    """The static part of an estimation (hashable): model settings and free parameters."""
+    """The static part of an estimation (hashable): the model settings. The free parameters are
+    data (``ProblemData.free``), so every free set of the same size shares one compilation."""
 
     settings: Settings
-    free: FreeParameters
 
 
 @jax.tree_util.register_dataclass
@@ -48,12 +48,14 @@ class ProblemData:
 
     Attributes:
         base: parameters held fixed (the free ones are overwritten).
+        free: which parameters are free, with their bounds.
         draws: the estimation's draws, fixed throughout.
         targets: (m,) m_data.
         weights: (m, m) W.
     """
 
     base: Params
+    free: FreeArrays
     draws: Draws
     targets: jax.Array
     weights: jax.Array
@@ -61,14 +63,14 @@ class ProblemData:
 
 def model_moments(theta: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
     """m(theta): (6,) model moments at the free parameters theta (k,)."""
-    params = problem.free.params(data.base, theta)
+    params = params_with(data.base, theta, data.free)
     return jaxmodel.moments(params, data.draws, problem.settings).vector()
 
 
 def criterion(u: jax.Array, targets: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
     """Q = g' W g with g = m(theta(u)) - targets; +inf where the model's moments are not finite
     (the line search then backs off instead of stepping into the region)."""
-    g = model_moments(problem.free.to_theta(u), data, problem) - targets
+    g = model_moments(theta_of_u(u, data.free), data, problem) - targets
     q = g @ data.weights @ g
     return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
@@ -310,7 +312,7 @@ def finish_starts(batch: BatchState, starts: np.ndarray, data: ProblemData, prob
                 "converged: gradient norm below gtol" if grad_norm <= tol.gtol
                 else f"{status}; gradient descent stopped at max|grad| = {grad_norm:.2e}"
             )
-        theta = np.asarray(problem.free.to_theta(jnp.asarray(u)))
+        theta = np.asarray(theta_of_u(jnp.asarray(u), data.free))
         records.append(StartRecord(
             start=starts[i], theta=theta, u=np.asarray(u), value=value, grad_norm=grad_norm,
             iterations=iterations, status=status, method=method, history=history,

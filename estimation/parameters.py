@@ -30,6 +30,45 @@ DEFAULT_FREE: tuple[str, ...] = ("alpha", "sigma_nu", "sigma", "eta1", "xi")
 BINDING_SHARE = 1e-3
 
 
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class FreeArrays:
+    """The free parameters as data (a pytree), so that one compiled optimiser serves every free set
+    of the same size k.
+
+    Attributes:
+        index: (k,) int32 position of each free parameter in PARAM_NAMES.
+        lower, upper: (k,) bounds (+-inf where none).
+        kind: (k,) int32: 0 no bound, 1 lower only, 2 upper only, 3 both.
+    """
+
+    index: jax.Array
+    lower: jax.Array
+    upper: jax.Array
+    kind: jax.Array
+
+
+def theta_of_u(u: jax.Array, free: FreeArrays) -> jax.Array:
+    """theta(u) elementwise by bound kind (see the module docstring): (k,) from (k,).
+
+    Every branch is evaluated on finite inputs (bounds replaced by 0 where absent, exponents
+    clipped), so that the branches not taken never put inf or nan into the derivative.
+    """
+    lo = jnp.where(jnp.isfinite(free.lower), free.lower, 0.0)
+    hi = jnp.where(jnp.isfinite(free.upper), free.upper, 0.0)
+    both = lo + (hi - lo) * jax.nn.sigmoid(u)
+    lower_only = lo + jnp.exp(jnp.clip(u, -700.0, 700.0))
+    upper_only = hi - jnp.exp(jnp.clip(-u, -700.0, 700.0))
+    return jnp.select([free.kind == 3, free.kind == 1, free.kind == 2], [both, lower_only, upper_only], u)
+
+
+def params_with(base: Params, theta: jax.Array, free: FreeArrays) -> Params:
+    """``base`` with the free parameters set to theta, differentiable in theta."""
+    vector = jnp.stack([jnp.asarray(getattr(base, n), dtype=theta.dtype) for n in PARAM_NAMES])
+    vector = vector.at[free.index].set(theta)
+    return Params(**{n: vector[i] for i, n in enumerate(PARAM_NAMES)})
+
+
 @dataclasses.dataclass(frozen=True)
 class FreeParameters:
     """Names and bounds of the estimated parameters (static and hashable).
@@ -48,21 +87,18 @@ class FreeParameters:
     def size(self) -> int:
         return len(self.names)
 
-    def to_theta(self, u: jax.Array) -> jax.Array:
-        """theta(u): (k,) bounded parameters from (k,) unconstrained coordinates."""
+    def arrays(self) -> FreeArrays:
+        """The free parameters as a pytree of arrays for jitted code."""
         lo, hi = np.asarray(self.lower), np.asarray(self.upper)
-        out = []
-        for j in range(self.size):
-            a, b = lo[j], hi[j]
-            if np.isfinite(a) and np.isfinite(b):
-                out.append(a + (b - a) * jax.nn.sigmoid(u[j]))
-            elif np.isfinite(a):
-                out.append(a + jnp.exp(u[j]))
-            elif np.isfinite(b):
-                out.append(b - jnp.exp(-u[j]))
-            else:
-                out.append(u[j])
-        return jnp.stack(out)
+        kind = np.isfinite(lo).astype(np.int32) + 2 * np.isfinite(hi).astype(np.int32)
+        return FreeArrays(
+            index=jnp.asarray([PARAM_NAMES.index(n) for n in self.names], dtype=jnp.int32),
+            lower=jnp.asarray(lo), upper=jnp.asarray(hi), kind=jnp.asarray(kind, dtype=jnp.int32),
+        )
+
+    def to_theta(self, u) -> jax.Array:
+        """theta(u): (k,) bounded parameters from (k,) unconstrained coordinates."""
+        return theta_of_u(jnp.asarray(u, dtype=jnp.float64), self.arrays())
 
     def to_u(self, theta) -> np.ndarray:
         """u(theta), the inverse map; theta must lie strictly inside the bounds."""
@@ -108,9 +144,7 @@ class FreeParameters:
 
     def params(self, base: Params, theta) -> Params:
         """``base`` with the free parameters set to theta (differentiable in theta)."""
-        values = base.to_dict()
-        values.update({n: theta[j] for j, n in enumerate(self.names)})
-        return Params(**values)
+        return params_with(base, jnp.asarray(theta), self.arrays())
 
 
 def parse_bound(text: str) -> tuple[str, float, float]:

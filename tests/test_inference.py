@@ -1,0 +1,112 @@
+"""MSM inference functions: known answers, and agreement with estimagic on the same inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from estimation import inference
+from estimation.parameters import free_parameters
+from estimation.errors import ConfigError
+
+
+def _random_problem(seed: int, m: int = 6, k: int = 5):
+    rng = np.random.default_rng(seed)
+    G = rng.normal(size=(m, k))
+    A = rng.normal(size=(m, m))
+    omega = A @ A.T + m * np.eye(m)
+    B = rng.normal(size=(m, m))
+    W = B @ B.T + np.eye(m)
+    return G, W, omega
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_agrees_with_estimagic(seed):
+    from estimagic import msm_covs, msm_sensitivity
+
+    G, W, omega = _random_problem(seed)
+    cov = inference.cov_robust(G, W, omega)
+    # Same algebra in a different order: agreement to 1e-10 relative (matrices of order 1-100).
+    np.testing.assert_allclose(cov, msm_covs.cov_robust(G, W, omega), rtol=1e-10, atol=1e-12)
+    opt_w = np.linalg.inv(omega)
+    np.testing.assert_allclose(inference.cov_optimal(G, opt_w), msm_covs.cov_optimal(G, opt_w), rtol=1e-10, atol=1e-12)
+    lam = inference.sensitivity_to_bias(G, W)
+    np.testing.assert_allclose(lam, msm_sensitivity.calculate_sensitivity_to_bias(G, W), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(
+        inference.sensitivity_to_noise(lam, omega, cov),
+        msm_sensitivity.calculate_actual_sensitivity_to_noise(lam, W, omega, cov), rtol=1e-10, atol=1e-12,
+    )
+    np.testing.assert_allclose(
+        inference.sensitivity_to_removal(G, W, omega, cov),
+        msm_sensitivity.calculate_actual_sensitivity_to_removal(G, W, omega, cov), rtol=1e-10, atol=1e-12,
+    )
+
+
+def test_identity_moment_map_gives_cov_equal_omega():
+    _, W, omega = _random_problem(7, k=6)
+    np.testing.assert_allclose(inference.cov_robust(np.eye(6), W, omega), omega, rtol=1e-10, atol=1e-12)
+
+
+def test_sandwich_collapses_under_optimal_weights():
+    G, _, omega = _random_problem(8)
+    W = np.linalg.inv(omega)
+    np.testing.assert_allclose(inference.cov_robust(G, W, omega), inference.cov_optimal(G, W), rtol=1e-9)
+
+
+def test_j_statistic_known_answers():
+    omega = np.diag([0.04, 0.01, 0.09])
+    # Exactly identified: the errors are 0 at the estimate, J = 0 and there is no test.
+    zero = inference.j_statistic(np.zeros(3), omega, n_params=3)
+    assert zero["J"] == 0.0 and zero["df"] == 0 and zero["p_value"] is None
+    # One over-identifying restriction, error of 1.96 se on one moment: J = 1.96^2, p = 0.05.
+    j = inference.j_statistic(np.array([1.96 * 0.2, 0.0, 0.0]), omega, n_params=2)
+    assert j["J"] == pytest.approx(1.96**2, rel=1e-12)
+    assert j["df"] == 1 and j["p_value"] == pytest.approx(0.05, abs=1e-4)
+
+
+def test_confidence_intervals_are_normal_quantiles():
+    lo, hi = inference.confidence_intervals(np.array([1.0]), np.array([0.5]))
+    assert lo[0] == pytest.approx(1 - 1.959964 * 0.5, abs=1e-6) and hi[0] == pytest.approx(1 + 1.959964 * 0.5, abs=1e-6)
+
+
+def test_identification_detects_rank_and_names_the_direction():
+    rng = np.random.default_rng(3)
+    G = rng.normal(size=(6, 3))
+    G[:, 2] = 2.0 * G[:, 0] - G[:, 1]  # third column a combination of the first two
+    ident = inference.identification(G, np.eye(6), ["a", "b", "c"])
+    assert ident["rank"] == 2 and not ident["identified"] and ident["condition_number"] > 1e12
+    (weak,) = ident["weak_directions"]
+    v = np.array([weak["combination"].get(n, 0.0) for n in "abc"])
+    # The null direction of G is proportional to (2, -1, -1).
+    np.testing.assert_allclose(np.abs(v / np.linalg.norm(v)), np.abs(np.array([2, -1, -1]) / np.sqrt(6)), atol=1e-8)
+    full = inference.identification(rng.normal(size=(6, 3)), np.eye(6), ["a", "b", "c"])
+    assert full["identified"] and full["rank"] == 3 and np.isfinite(full["condition_number"])
+
+
+def test_free_parameter_maps_round_trip_and_stay_inside():
+    free = free_parameters(("alpha", "xi", "lam", "gamma"), {"alpha": (0.1, 3.0)})
+    theta = np.array([0.7, 0.2, -0.4, 1.3])
+    u = free.to_u(theta)
+    # exp/log and logistic/logit in float64: the round trip loses a few ulps.
+    np.testing.assert_allclose(np.asarray(free.to_theta(u)), theta, rtol=1e-12)
+    extreme = np.asarray(free.to_theta(np.array([40.0, -40.0, 5.0, -20.0])))
+    assert 0.1 <= extreme[0] <= 3.0 and 0.0 <= extreme[1] <= 1.0 and extreme[3] > -1.0
+    assert free.binding(extreme)[:2] == ["upper", "lower"]
+
+
+@pytest.mark.parametrize(
+    ("names", "bounds", "fragment"),
+    [
+        (("alpha", "kappa"), {}, "unknown parameter"),
+        (("alpha", "alpha"), {}, "given twice"),
+        (("alpha",), {"xi": (0.0, 1.0)}, "not free"),
+        (("xi",), {"xi": (-0.5, 1.0)}, "domain"),
+        (("alpha",), {"alpha": (2.0, 1.0)}, "below the upper"),
+        (("rho",), {"rho": (-1.0, 1.0)}, "excludes"),
+        ((), {}, "at least one"),
+        (("z_lo", "z_hi"), {}, "cannot both be free"),
+    ],
+)
+def test_bad_free_parameters_are_refused(names, bounds, fragment):
+    with pytest.raises(ConfigError, match=fragment):
+        free_parameters(names, bounds)
