@@ -193,6 +193,12 @@ def build_parser() -> argparse.ArgumentParser:
             "concentrated complementary assets; these commands simulate, estimate and question it."
         ),
     )
+    try:
+        from importlib.metadata import version
+
+        parser.add_argument("--version", action="version", version=f"levelfield {version('levelfield')}")
+    except Exception:  # pragma: no cover - not installed (run from a source tree)
+        pass
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
 
