@@ -30,7 +30,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_one(n_agents: int, repeats: int, seed: int) -> dict:
+def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5) -> dict:
     """Compile and run ``moments`` at one size; returns a JSON-able record."""
     import jax
 
@@ -38,7 +38,7 @@ def measure_one(n_agents: int, repeats: int, seed: int) -> dict:
     from jaxmodel import outcomes
 
     n_firms = max(10, n_agents // 1000)
-    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms)
+    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping)
     params = jaxmodel.baseline()
     rss_import = _rss_mib()
     draws = jax.block_until_ready(jaxmodel.make_draws(seed, settings))
@@ -63,6 +63,7 @@ def measure_one(n_agents: int, repeats: int, seed: int) -> dict:
     return {
         "n_agents": n_agents,
         "n_firms": n_firms,
+        "fp_damping": fp_damping,
         "trace_lower_s": t1 - t0,
         "compile_s": t2 - t1,
         "first_run_s": first,
@@ -103,12 +104,13 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000, 10_000_000])
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size after a warm-up")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--fp-damping", type=float, default=0.5, help="fixed-point damping (MODEL.md: 0.5)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
-        print(json.dumps(measure_one(args.one, args.repeats, args.seed)))
+        print(json.dumps(measure_one(args.one, args.repeats, args.seed, args.fp_damping)))
         return 0
 
     records = []
@@ -116,7 +118,8 @@ def main() -> int:
         repeats = args.repeats if n < 5_000_000 else max(1, min(args.repeats, 2))
         print(f"N = {n:_} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
-            [sys.executable, __file__, "--one", str(n), "--repeats", str(repeats), "--seed", str(args.seed)],
+            [sys.executable, __file__, "--one", str(n), "--repeats", str(repeats), "--seed", str(args.seed),
+             "--fp-damping", str(args.fp_damping)],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
