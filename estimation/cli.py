@@ -184,6 +184,138 @@ def _run_calibrate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _base_and_settings(args: argparse.Namespace):
+    """(params, settings, seed, origin) from --from DIR or from the model options."""
+    from jaxmodel import Settings
+
+    if getattr(args, "from_dir", None) is not None:
+        from estimation.regimes import base_from_report
+
+        params, config = base_from_report(args.from_dir)
+        if args.assignments:
+            params = params.replace(**parse_assignments(args.assignments))
+        settings = Settings(
+            n_agents=config["n_agents"], n_firms=config["n_firms"], n_occupations=config["n_occupations"],
+            n_tasks=config["n_tasks"], spec=config["spec"], precision=config["precision"],
+            fp_damping=config["fp_damping"],
+        )
+        return params, settings, int(config["seed"]), f"calibration in {args.from_dir}"
+    params, settings = model_inputs(args)
+    return params, settings, args.seed, "baseline" + (" with --set changes" if args.assignments else "")
+
+
+def _run_regimes(args: argparse.Namespace) -> int:
+    import jax
+    import numpy as np
+    import pandas as pd
+    from rich.table import Table
+
+    import jaxmodel
+    from estimation import display, regimes
+    from estimation.results import _csv
+    from estimation.runfiles import RunFolder, atomic_write_bytes, atomic_write_json, to_jsonable
+
+    if args.grid < 3:
+        raise ConfigError(f"--grid {args.grid} must be at least 3")
+    params, settings, seed, origin = _base_and_settings(args)
+    out = args.out or Path("runs") / time.strftime("regimes-%Y%m%d-%H%M%S")
+    folder = RunFolder(out)
+    folder.prepare({"command": "regimes", "grid": args.grid, "origin": origin}, resume=False, force=args.force)
+    draws = jaxmodel.make_draws(jax.random.key(seed), settings)
+    xi = np.linspace(0.0, 0.8, args.grid)
+    gini_K = np.linspace(0.0, 0.95, args.grid)
+    eta1 = np.linspace(0.0, 2.0, args.grid)
+    start = time.perf_counter()
+    boundaries = []
+    with display.progress_console.status("Boundary Delta Gini = 0") as status:
+        for name, eta in regimes.STRUCTURES.items():
+            boundaries.append(regimes.find_boundary(params, draws, settings, xi, name, eta,
+                                                    progress=lambda text: status.update(text)))
+        status.update(f"Map of Delta Gini over (xi, Gini(K)), {args.grid}x{args.grid}")
+        plane = regimes.regime_map(params, draws, settings, {"xi": xi, "gini_K": gini_K})
+        status.update(f"Map of Delta Gini over (eta1, xi), {args.grid}x{args.grid}")
+        tech = regimes.regime_map(params, draws, settings, {"eta1": eta1, "xi": xi})
+
+    stage = folder.staging
+    stage.mkdir(parents=True, exist_ok=True)
+    records = [r for b in boundaries for r in b.records()]
+    _csv(pd.DataFrame(records), stage / "boundary.csv", index=False)
+    g1, g2 = np.meshgrid(xi, gini_K, indexing="ij")
+    _csv(pd.DataFrame({"xi": g1.ravel(), "gini_K": g2.ravel(), "delta_gini": plane.ravel()}),
+         stage / "map_xi_gini_K.csv", index=False)
+    e1, x2 = np.meshgrid(eta1, xi, indexing="ij")
+    _csv(pd.DataFrame({"eta1": e1.ravel(), "xi": x2.ravel(), "delta_gini": tech.ravel()}),
+         stage / "map_eta1_xi.csv", index=False)
+    atomic_write_bytes(stage / "regime_map.png",
+                       regimes.regime_map_figure(xi, gini_K, plane, boundaries, (float(params.xi), float(params.gini_K))))
+    atomic_write_bytes(stage / "technology_map.png", regimes.technology_map_figure(eta1, xi, tech))
+    atomic_write_json(stage / "regimes.json", to_jsonable({
+        "origin": origin, "seed": seed, "settings": dataclasses_asdict(settings),
+        "params": {k: float(v) for k, v in params.to_dict().items()}, "structures": regimes.STRUCTURES,
+        "boundary": records, "f_tol": regimes.F_TOL, "seconds": time.perf_counter() - start,
+    }))
+    folder.publish()
+
+    for b in boundaries:
+        table = Table(title=f"Boundary Delta Gini = 0, {b.structure} AI (eta0={b.eta0:g}, eta1={b.eta1:g})")
+        for col in ("xi", "Gini(K)*", "|Delta Gini|", "dGini(K)*/dxi", "concentrating", "status"):
+            table.add_column(col, justify="left" if col == "status" else "right")
+        for r in b.records():
+            ok = r["status"] == "converged"
+            table.add_row(f"{r['xi']:.3f}", f"{r['gini_K']:.4f}" if ok else "-",
+                          f"{abs(r['delta_gini_residual']):.1e}" if ok else "-",
+                          f"{r['slope_dginiK_dxi']:+.3f}" if ok else "-",
+                          f"Gini(K) {r['concentrating_side']}" if ok else "", r["status"])
+        display.console.print(table)
+    display.console.print(f"Parameters: {origin}. Results in {Path(out).absolute()}.")
+    return 0
+
+
+def dataclasses_asdict(obj) -> dict:
+    import dataclasses
+
+    return dataclasses.asdict(obj)
+
+
+def _run_scenario(args: argparse.Namespace) -> int:
+    import jax
+    import pandas as pd
+    from rich.table import Table
+
+    import jaxmodel
+    from estimation import display, regimes
+    from jaxmodel import MOMENT_NAMES
+
+    names = list(regimes.SCENARIOS) if args.names == ["all"] else args.names
+    unknown = [n for n in names if n not in regimes.SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(regimes.SCENARIOS)}, or all")
+    params, settings, seed, origin = _base_and_settings(args)
+    if args.csv is not None and args.csv.exists() and not args.force:
+        raise ConfigError(f"--csv {args.csv} already exists; pass --force to replace it")
+    draws = jaxmodel.make_draws(jax.random.key(seed), settings)
+    with display.status(f"Solving {len(names)} scenario(s) and the base", quiet=args.json):
+        rows = regimes.run_scenarios(params, draws, settings, names)
+    if args.csv is not None:
+        from estimation.runfiles import atomic_write_text
+
+        frame = pd.DataFrame([{k: (str(v) if isinstance(v, dict) else v) for k, v in r.items()} for r in rows])
+        atomic_write_text(args.csv, frame.to_csv(index=False))
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for r in rows:
+        table = Table(title=f"{r['scenario']}: {r['meaning']}")
+        for col in ("moment", "base", "scenario", "change"):
+            table.add_column(col, justify="left" if col == "moment" else "right")
+        for key in MOMENT_NAMES + ("gini_before", "gini_after", "capital_share_after", "college_share_after"):
+            table.add_row(key, f"{r[key + '_base']:+.5f}", f"{r[key + '_scenario']:+.5f}", f"{r[key + '_change']:+.5f}")
+        table.add_row("regime", r["regime_base"], r["regime_scenario"], "")
+        display.console.print(table)
+    display.console.print(f"Base parameters: {origin}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="levelfield",
@@ -255,6 +387,42 @@ def build_parser() -> argparse.ArgumentParser:
     runs.add_argument("--quiet", action="store_true", help="no progress bar and no tables")
     add_model_options(calib, agents=20_000, firms=100)
     calib.set_defaults(run=_run_calibrate)
+
+    reg = commands.add_parser(
+        "regimes",
+        help="the boundary Delta Gini = 0 and maps of the two regimes",
+        description=(
+            "Find the boundary Delta Gini = 0 in the plane (xi, Gini(K)) for a commodity-leaning and a "
+            "proprietary-leaning AI (safeguarded Newton with the autodiff derivative), its slope by the "
+            "implicit function theorem, and maps of Delta Gini over (xi, Gini(K)) and (eta1, xi). "
+            "Parameters from a calibration (--from DIR) or the baseline."
+        ),
+    )
+    reg.add_argument("--from", dest="from_dir", type=Path, metavar="DIR",
+                     help="a calibration's results folder: its estimates, settings and seed")
+    reg.add_argument("--grid", type=_positive_int, default=10, metavar="N", help="grid points per axis (default 10)")
+    reg.add_argument("--out", type=Path, metavar="DIR", help="results folder (default runs/regimes-<date>-<time>)")
+    reg.add_argument("--force", action="store_true", help="replace an existing results folder")
+    add_model_options(reg, agents=20_000, firms=100)
+    reg.set_defaults(run=_run_regimes)
+
+    scen = commands.add_parser(
+        "scenario",
+        help="counterfactual policy scenarios: every moment and the regime",
+        description=(
+            "Counterfactuals named by their policy meaning: stronger-rent-sharing (xi doubled), "
+            "lower-asset-concentration (Gini(K) - 0.2), commoditised-ai (eta1 moved into eta0), "
+            "open-asset-access (psi = 0). Prints the change in every moment and the regime, from the "
+            "baseline or a calibration (--from DIR)."
+        ),
+    )
+    scen.add_argument("names", nargs="+", metavar="NAME", help="scenario names, or all")
+    scen.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help="a calibration's results folder")
+    scen.add_argument("--csv", type=Path, metavar="FILE", help="also write the results as CSV")
+    scen.add_argument("--force", action="store_true", help="replace an existing --csv file")
+    scen.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_model_options(scen, agents=20_000, firms=100)
+    scen.set_defaults(run=_run_scenario)
     return parser
 
 

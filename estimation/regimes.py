@@ -1,0 +1,315 @@
+"""The two regimes (MODEL.md section 8): the boundary Delta Gini = 0, maps and scenarios.
+
+The boundary in the plane (xi, Gini(K)) is, for each xi on a grid, the asset concentration
+Gini(K)* at which the model-implied Delta Gini crosses zero. It is found by a safeguarded Newton
+method (Numerical Recipes' rtsafe) on Gini(K) in [0, 0.98]: Newton steps with the exact autodiff
+derivative dDeltaGini/dGini(K), replaced by bisection whenever a step leaves the bracket or does
+not halve |Delta Gini|. All grid points advance together, one batched (vmap) evaluation of the
+value and its derivative per iteration. Where Delta Gini has one sign on the whole interval the
+point is reported as having no crossing in the domain.
+
+Along the curve the implicit function theorem gives its slope,
+dGini(K)*/dxi = -(dDeltaGini/dxi) / (dDeltaGini/dGini(K)).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxmodel
+from estimation.errors import ConfigError
+from jaxmodel import MOMENT_NAMES, Draws, Params, Settings
+
+#: Technology structures of AI (eta0 commodity access, eta1 proprietary access), either side of the
+#: baseline (0.5, 0.5). Both have a boundary inside the plane at the baseline's other parameters;
+#: with more lopsided structures (eta0 = 1, eta1 = 0.25) Delta Gini keeps one sign everywhere.
+STRUCTURES: dict[str, dict[str, float]] = {
+    "commodity-leaning": {"eta0": 0.75, "eta1": 0.5},
+    "proprietary-leaning": {"eta0": 0.5, "eta1": 1.0},
+}
+#: Search interval of Gini(K) for the boundary (the domain is [0, 1); sigma_K grows without bound at 1).
+GINI_K_RANGE = (0.0, 0.98)
+#: Boundary points are reported when |Delta Gini| < F_TOL (Delta Gini itself is of order 1e-3 to 1e-2).
+F_TOL = 1e-8
+X_TOL = 1e-10
+MAX_ITER = 40
+
+
+def _with(base: Params, xi, gini_K, eta0=None, eta1=None) -> Params:
+    values = base.to_dict()
+    values.update(xi=xi, gini_K=gini_K)
+    if eta0 is not None:
+        values.update(eta0=eta0, eta1=eta1)
+    return Params(**values)
+
+
+def _gini_change(params: Params, draws: Draws, settings: Settings) -> jax.Array:
+    return jaxmodel.moments(params, draws, settings).gini_change
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def delta_gini_with_slopes(base: Params, xi: jax.Array, gini_K: jax.Array, draws: Draws, settings: Settings):
+    """Delta Gini and its derivatives in xi and Gini(K) at each point of (G,) arrays.
+
+    Returns:
+        (value, d/dxi, d/dGini(K)), each (G,), by forward-mode autodiff.
+    """
+
+    def one(x, g):
+        def f(v):
+            value = _gini_change(_with(base, v[0], v[1]), draws, settings)
+            return value, value
+
+        grad, value = jax.jacfwd(f, has_aux=True)(jnp.stack([x, g]))
+        return value, grad[0], grad[1]
+
+    return jax.lax.map(lambda a: one(*a), (xi, gini_K), batch_size=min(4, xi.shape[0]))
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def delta_gini_map(base: Params, xi: jax.Array, gini_K: jax.Array, eta0: jax.Array, eta1: jax.Array,
+                   draws: Draws, settings: Settings) -> jax.Array:
+    """Delta Gini at each point of (G,) arrays of (xi, Gini(K), eta0, eta1)."""
+
+    def one(a):
+        x, g, e0, e1 = a
+        return _gini_change(_with(base, x, g, e0, e1), draws, settings)
+
+    return jax.lax.map(one, (xi, gini_K, eta0, eta1), batch_size=min(4, xi.shape[0]))
+
+
+@dataclasses.dataclass
+class Boundary:
+    """The boundary Delta Gini = 0 for one technology structure, one row per xi."""
+
+    structure: str
+    eta0: float
+    eta1: float
+    xi: np.ndarray  # (G,)
+    gini_K: np.ndarray  # (G,) Gini(K)* (nan where no crossing)
+    residual: np.ndarray  # (G,) Delta Gini at the point
+    slope: np.ndarray  # (G,) dGini(K)*/dxi by the implicit function theorem
+    iterations: np.ndarray  # (G,)
+    status: list  # "converged", "no crossing in [0, 0.98]: Delta Gini > 0 everywhere", ...
+    concentrating_above: np.ndarray  # (G,) bool: Delta Gini > 0 above the curve (higher Gini(K))
+
+    def records(self) -> list[dict]:
+        return [
+            {"structure": self.structure, "eta0": self.eta0, "eta1": self.eta1, "xi": float(self.xi[i]),
+             "gini_K": float(self.gini_K[i]), "delta_gini_residual": float(self.residual[i]),
+             "slope_dginiK_dxi": float(self.slope[i]), "iterations": int(self.iterations[i]),
+             "status": self.status[i],
+             "concentrating_side": "above" if self.concentrating_above[i] else "below"}
+            for i in range(self.xi.size)
+        ]
+
+
+def find_boundary(base: Params, draws: Draws, settings: Settings, xi: np.ndarray, structure: str,
+                  eta: Mapping[str, float], progress: Callable[[str], None] | None = None) -> Boundary:
+    """Gini(K)* with Delta Gini(xi, Gini(K)*) = 0 for each xi, by safeguarded Newton (batched)."""
+    base = base.replace(**eta)
+    xi = np.asarray(xi, dtype=np.float64)
+    g = xi.size
+    lo_x, hi_x = GINI_K_RANGE
+
+    def evaluate(points):
+        f, f_xi, f_g = delta_gini_with_slopes(base, jnp.asarray(xi), jnp.asarray(points), draws, settings)
+        return np.asarray(f), np.asarray(f_xi), np.asarray(f_g)
+
+    f_lo, _, _ = evaluate(np.full(g, lo_x))
+    f_hi, _, _ = evaluate(np.full(g, hi_x))
+    crossing = np.sign(f_lo) != np.sign(f_hi)
+    # Orient each bracket so that f(a) < 0 < f(b).
+    a = np.where(f_lo < 0, lo_x, hi_x)
+    b = np.where(f_lo < 0, hi_x, lo_x)
+    # Start from the secant (regula falsi) point of the bracket.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        x = np.clip(np.where(crossing, lo_x - f_lo * (hi_x - lo_x) / (f_hi - f_lo), np.nan), lo_x, hi_x)
+    previous = np.full(g, np.inf)
+    done = ~crossing
+    iterations = np.zeros(g, int)
+    f = np.full(g, np.nan)
+    f_xi = np.full(g, np.nan)
+    f_g = np.full(g, np.nan)
+    for it in range(1, MAX_ITER + 1):
+        active = ~done
+        if not active.any():
+            break
+        point = np.where(active, x, np.where(np.isfinite(x), x, lo_x))
+        fv, fx, fg = evaluate(point)
+        f = np.where(active, fv, f)
+        f_xi = np.where(active, fx, f_xi)
+        f_g = np.where(active, fg, f_g)
+        iterations = np.where(active, it, iterations)
+        if progress is not None:
+            progress(f"{structure}: iteration {it}, max |Delta Gini| {np.nanmax(np.abs(np.where(active, fv, 0))):.1e}")
+        converged = active & (np.abs(fv) < F_TOL)
+        neg = active & (fv < 0)
+        a = np.where(neg, x, a)
+        b = np.where(active & (fv >= 0), x, b)
+        narrow = active & (np.abs(b - a) < X_TOL)
+        done = done | converged | narrow
+        newton = x - fv / np.where(fg != 0, fg, np.nan)
+        inside = (newton > np.minimum(a, b)) & (newton < np.maximum(a, b))
+        fast = np.abs(fv) <= 0.5 * previous
+        step = np.where(inside & fast & np.isfinite(newton), newton, 0.5 * (a + b))
+        previous = np.where(active, np.abs(fv), previous)
+        x = np.where(done, x, step)
+    status = []
+    for i in range(g):
+        if not crossing[i]:
+            side = "> 0" if f_lo[i] > 0 else "< 0"
+            status.append(f"no crossing in [{lo_x:g}, {hi_x:g}]: Delta Gini {side} everywhere")
+        elif abs(f[i]) < F_TOL:
+            status.append("converged")
+        else:
+            status.append(f"not converged: |Delta Gini| = {abs(f[i]):.1e} after {iterations[i]} iterations")
+    gini_star = np.where(crossing, x, np.nan)
+    slope = np.where(crossing, -f_xi / f_g, np.nan)
+    return Boundary(
+        structure=structure, eta0=float(base.eta0), eta1=float(base.eta1), xi=xi, gini_K=gini_star,
+        residual=np.where(crossing, f, np.nan), slope=slope, iterations=iterations, status=status,
+        concentrating_above=np.where(crossing, f_g > 0, f_lo > 0),
+    )
+
+
+def regime_map(base: Params, draws: Draws, settings: Settings, axes: dict[str, np.ndarray]) -> np.ndarray:
+    """Delta Gini on the grid of two of (xi, gini_K, eta0, eta1): (len(first), len(second))."""
+    (n1, v1), (n2, v2) = axes.items()
+    grid1, grid2 = np.meshgrid(v1, v2, indexing="ij")
+    columns = {n: np.full(grid1.size, float(getattr(base, n))) for n in ("xi", "gini_K", "eta0", "eta1")}
+    columns[n1], columns[n2] = grid1.ravel(), grid2.ravel()
+    values = delta_gini_map(base, *(jnp.asarray(columns[n]) for n in ("xi", "gini_K", "eta0", "eta1")), draws, settings)
+    return np.asarray(values).reshape(grid1.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Scenario:
+    """A counterfactual named by its policy meaning."""
+
+    name: str
+    meaning: str
+    change: Callable[[Params], dict]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    s.name: s
+    for s in (
+        Scenario("stronger-rent-sharing", "workers' share of firm rents doubled (xi -> min(2 xi, 1))",
+                 lambda p: {"xi": min(2.0 * float(p.xi), 1.0)}),
+        Scenario("lower-asset-concentration", "Gini of complementary assets lowered by 0.2 (antitrust, data portability)",
+                 lambda p: {"gini_K": max(float(p.gini_K) - 0.2, 0.0)}),
+        Scenario("commoditised-ai", "proprietary AI becomes a commodity service (eta0 -> eta0 + eta1, eta1 -> 0)",
+                 lambda p: {"eta0": float(p.eta0) + float(p.eta1), "eta1": 0.0}),
+        Scenario("open-asset-access", "complementary assets open to every firm: proprietary access no longer "
+                 "scales with assets (psi -> 0)", lambda p: {"psi": 0.0}),
+    )
+}
+
+
+def run_scenarios(base: Params, draws: Draws, settings: Settings, names: list[str]) -> list[dict]:
+    """Every moment and the regime at the base and under each named scenario."""
+    unknown = [n for n in names if n not in SCENARIOS]
+    if unknown:
+        raise ConfigError(f"unknown scenario(s) {', '.join(unknown)}; known: {', '.join(SCENARIOS)}, or all")
+    reference = jaxmodel.moments(base, draws, settings)
+    ref = reference.to_dict()
+    rows = []
+    for name in names:
+        scenario = SCENARIOS[name]
+        changes = scenario.change(base)
+        m = jaxmodel.moments(base.replace(**changes), draws, settings).to_dict()
+        row = {"scenario": name, "meaning": scenario.meaning, "changes": changes,
+               "regime_base": ref["regime"], "regime_scenario": m["regime"]}
+        for key in MOMENT_NAMES + ("gini_before", "gini_after", "capital_share_after", "college_share_after"):
+            row[f"{key}_base"] = ref[key]
+            row[f"{key}_scenario"] = m[key]
+            row[f"{key}_change"] = m[key] - ref[key]
+        rows.append(row)
+    return rows
+
+
+def base_from_report(folder: str | Path) -> tuple[Params, dict]:
+    """Parameters and model configuration of a calibration's results folder (its report.json).
+
+    Raises:
+        ConfigError: no report.json there, or not one written by ``levelfield calibrate``.
+    """
+    path = Path(folder) / "report.json"
+    try:
+        report = json.loads(path.read_text("utf-8"))
+        config = report["config"]
+        estimates = {row["parameter"]: float(row["estimate"]) for row in report["estimates"]}
+    except FileNotFoundError:
+        raise ConfigError(f"--from {folder}: no report.json there (a folder written by levelfield calibrate)") from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ConfigError(f"--from {folder}: report.json is not a levelfield calibration report ({exc})") from None
+    params = jaxmodel.baseline().replace(**{k: float(v) for k, v in config.get("fixed", {}).items()}, **estimates)
+    return params, config
+
+
+def _png(fig) -> bytes:
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
+
+
+def regime_map_figure(xi: np.ndarray, gini_K: np.ndarray, values: np.ndarray, boundaries: list[Boundary],
+                      marker: tuple[float, float] | None = None) -> bytes:
+    """Heatmap of Delta Gini over (xi, Gini(K)) with the boundary curve of each structure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    fig, ax = plt.subplots(figsize=(6.8, 5.2))
+    limit = float(np.nanmax(np.abs(values))) or 1e-6
+    mesh = ax.pcolormesh(xi, gini_K, values.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
+    fig.colorbar(mesh, ax=ax, label="Delta Gini (after AI minus before)")
+    ax.contour(xi, gini_K, values.T, levels=[0.0], colors="black", linewidths=0.8, linestyles=":")
+    styles = {"commodity-leaning": ("tab:green", "-"), "proprietary-leaning": ("tab:purple", "--")}
+    for b in boundaries:
+        colour, style = styles.get(b.structure, ("black", "-"))
+        ax.plot(b.xi, b.gini_K, style, color=colour, lw=2.2,
+                label=f"boundary, {b.structure} (eta0={b.eta0:g}, eta1={b.eta1:g})")
+    if marker is not None:
+        ax.plot(*marker, "k*", ms=12, label="parameters of the map")
+    ax.set_xlabel("rent sharing xi")
+    ax.set_ylabel("asset concentration Gini(K)")
+    ax.set_title("Two regimes: Delta Gini > 0 (red) concentrating, < 0 (blue) equalizing", fontsize=9)
+    ax.legend(fontsize=7, loc="lower right")
+    return _png(fig)
+
+
+def technology_map_figure(eta1: np.ndarray, xi: np.ndarray, values: np.ndarray) -> bytes:
+    """Heatmap of Delta Gini over (eta1, xi): the technology structure alone crosses the boundary."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.colors import TwoSlopeNorm
+
+    fig, ax = plt.subplots(figsize=(6.8, 5.2))
+    limit = float(np.nanmax(np.abs(values))) or 1e-6
+    mesh = ax.pcolormesh(eta1, xi, values.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
+    fig.colorbar(mesh, ax=ax, label="Delta Gini")
+    if np.nanmin(values) < 0 < np.nanmax(values):
+        ax.contour(eta1, xi, values.T, levels=[0.0], colors="black", linewidths=1.6)
+    ax.set_xlabel("proprietary AI access eta1")
+    ax.set_ylabel("rent sharing xi")
+    ax.set_title("Technology structure and rent sharing: the boundary Delta Gini = 0 (black)", fontsize=9)
+    return _png(fig)
