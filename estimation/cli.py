@@ -257,15 +257,18 @@ def _run_regimes(args: argparse.Namespace) -> int:
     folder.publish()
 
     for b in boundaries:
-        table = Table(title=f"Boundary Delta Gini = 0, {b.structure} AI (eta0={b.eta0:g}, eta1={b.eta1:g})")
-        for col in ("xi", "Gini(K)*", "|Delta Gini|", "dGini(K)*/dxi", "concentrating", "status"):
-            table.add_column(col, justify="left" if col == "status" else "right")
+        table = Table(title=f"Boundary Delta Gini = 0, {b.structure} AI (eta0={b.eta0:g}, eta1={b.eta1:g}); "
+                            "slope = dGini(K)*/dxi by the implicit function theorem")
+        for col in ("xi", "Gini(K)*", "|dGini|", "slope", "concentrating when"):
+            table.add_column(col, justify="left" if col == "concentrating when" else "right")
         for r in b.records():
-            ok = r["status"] == "converged"
-            table.add_row(f"{r['xi']:.3f}", f"{r['gini_K']:.4f}" if ok else "-",
-                          f"{abs(r['delta_gini_residual']):.1e}" if ok else "-",
-                          f"{r['slope_dginiK_dxi']:+.3f}" if ok else "-",
-                          f"Gini(K) {r['concentrating_side']}" if ok else "", r["status"])
+            if r["status"] == "converged":
+                side = "Gini(K) > Gini(K)*" if r["concentrating_side"] == "above" else "Gini(K) < Gini(K)*"
+                table.add_row(f"{r['xi']:.3f}", f"{r['gini_K']:.4f}", f"{abs(r['delta_gini_residual']):.0e}",
+                              f"{r['slope_dginiK_dxi']:+.3f}", side)
+            else:
+                regime = "always" if "> 0" in r["status"] else "never"
+                table.add_row(f"{r['xi']:.3f}", "-", "-", "-", f"{regime} (no crossing in [0, 0.98])")
         display.console.print(table)
     display.console.print(f"Parameters: {origin}. Results in {Path(out).absolute()}.")
     return 0

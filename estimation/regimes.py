@@ -281,6 +281,7 @@ def regime_map_figure(xi: np.ndarray, gini_K: np.ndarray, values: np.ndarray, bo
     mesh = ax.pcolormesh(xi, gini_K, values.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
     fig.colorbar(mesh, ax=ax, label="Delta Gini (after AI minus before)")
     ax.contour(xi, gini_K, values.T, levels=[0.0], colors="black", linewidths=0.8, linestyles=":")
+    ax.plot([], [], ":", color="black", lw=0.8, label="Delta Gini = 0 at the map's own (eta0, eta1)")
     styles = {"commodity-leaning": ("tab:green", "-"), "proprietary-leaning": ("tab:purple", "--")}
     for b in boundaries:
         colour, style = styles.get(b.structure, ("black", "-"))
