@@ -20,3 +20,7 @@ class TargetsError(EstimationError):
 
 class OutputError(EstimationError):
     """A results folder exists, is incomplete, or cannot be written."""
+
+
+class DataError(EstimationError):
+    """A data file (OEWS, exposure measure, crosswalk) is missing, unreadable or malformed."""
