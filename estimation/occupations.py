@@ -1,0 +1,149 @@
+"""Occupation-level regressions of wage and dispersion changes on AI exposure (MODEL.md section 9).
+
+For harmonised occupations o observed in two years, each outcome change y_o is regressed on a
+standardised exposure x_o (mean 0 and standard deviation 1 under the employment weights):
+
+    y_o = a + b x_o (+ major-group fixed effects) + e_o,
+
+by weighted least squares with first-year employment as weights and heteroskedasticity-robust
+(HC1) standard errors (statsmodels). Outcomes: the change in log median and log mean annual wage,
+in the within-occupation log(p90/p10), and in the employment share (percentage points).
+Occupations whose outcome is not defined (a top-coded or unavailable wage) or whose exposure is
+missing are dropped, and the counts are reported.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+OUTCOMES: dict[str, str] = {
+    "d_log_median_wage": "change in log median annual wage",
+    "d_log_mean_wage": "change in log mean annual wage",
+    "d_log_p90_p10": "change in within-occupation log(p90/p10)",
+    "d_employment_share_pp": "change in employment share (percentage points)",
+}
+
+
+def outcome_changes(panel: pd.DataFrame, first: int, second: int) -> pd.DataFrame:
+    """The four outcome changes from ``first`` to ``second`` for every occupation of the panel."""
+    def col(name, year):
+        return panel[f"{name}_{year}"].astype(float)
+
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = pd.DataFrame(index=panel.index)
+        out["d_log_median_wage"] = np.log(col("a_median", second)) - np.log(col("a_median", first))
+        out["d_log_mean_wage"] = np.log(col("a_mean", second)) - np.log(col("a_mean", first))
+        out["d_log_p90_p10"] = (np.log(col("a_pct90", second) / col("a_pct10", second))
+                                - np.log(col("a_pct90", first) / col("a_pct10", first)))
+        share_a = col("tot_emp", first) / col("tot_emp", first).sum()
+        share_b = col("tot_emp", second) / col("tot_emp", second).sum()
+        out["d_employment_share_pp"] = 100.0 * (share_b - share_a)
+    out["weight"] = col("tot_emp", first)
+    out["major"] = panel["major"]
+    return out.replace([np.inf, -np.inf], np.nan)
+
+
+def standardise(x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """(x - mean_w(x)) / sd_w(x) with weights w."""
+    mean = np.sum(w * x) / np.sum(w)
+    sd = np.sqrt(np.sum(w * (x - mean) ** 2) / np.sum(w))
+    return (x - mean) / sd
+
+
+def weighted_least_squares(y: np.ndarray, X: np.ndarray, w: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """WLS coefficients and their HC1 covariance, written out directly (the tests' reference).
+
+    b = (X'WX)^{-1} X'Wy; V = n/(n-k) (X'WX)^{-1} X'W diag(e^2) W X (X'WX)^{-1} with e = y - Xb.
+    """
+    xtwx = X.T @ (w[:, None] * X)
+    b = np.linalg.solve(xtwx, X.T @ (w * y))
+    e = y - X @ b
+    n, k = X.shape
+    meat = (X * ((w * e) ** 2)[:, None]).T @ X
+    bread = np.linalg.inv(xtwx)
+    return b, n / (n - k) * bread @ meat @ bread
+
+
+def regress(changes: pd.DataFrame, exposure: pd.Series, outcome: str, fixed_effects: bool = False) -> dict:
+    """One regression of ``outcome`` on standardised ``exposure`` (statsmodels WLS, HC1)."""
+    import statsmodels.api as sm
+
+    data = changes[[outcome, "weight", "major"]].join(exposure.rename("x"))
+    n_all = len(data)
+    missing_x = int(data["x"].isna().sum())
+    missing_y = int(data[outcome].isna().sum())
+    data = data.dropna(subset=["x", outcome])
+    data = data[data["weight"] > 0]
+    w = data["weight"].to_numpy(float)
+    x = standardise(data["x"].to_numpy(float), w)
+    X = pd.DataFrame({"const": 1.0, "exposure": x}, index=data.index)
+    if fixed_effects:
+        dummies = pd.get_dummies(data["major"], prefix="major", drop_first=True, dtype=float)
+        X = pd.concat([X, dummies], axis=1)
+    fit = sm.WLS(data[outcome].to_numpy(float), X.to_numpy(float), weights=w).fit(cov_type="HC1")
+    j = list(X.columns).index("exposure")
+    return {
+        "measure": exposure.name, "outcome": outcome, "fixed_effects": fixed_effects,
+        "coef": float(fit.params[j]), "se": float(fit.bse[j]), "t": float(fit.tvalues[j]),
+        "p_value": float(fit.pvalues[j]), "n": int(len(data)), "r2": float(fit.rsquared),
+        "dropped_missing_exposure": missing_x, "dropped_missing_outcome": missing_y, "occupations": n_all,
+    }
+
+
+def regression_table(changes: pd.DataFrame, grouped: pd.DataFrame, fixed_effects: bool = False) -> pd.DataFrame:
+    """Every measure x outcome regression."""
+    rows = [regress(changes, grouped[m], o, fixed_effects) for m in grouped.columns for o in OUTCOMES]
+    return pd.DataFrame(rows)
+
+
+def binned(changes: pd.DataFrame, exposure: pd.Series, outcome: str, bins: int = 20) -> pd.DataFrame:
+    """Employment-weighted means of standardised exposure and the outcome in ``bins`` quantile bins."""
+    data = changes[[outcome, "weight"]].join(exposure.rename("x")).dropna()
+    data = data[data["weight"] > 0]
+    w = data["weight"].to_numpy(float)
+    data = data.assign(x=standardise(data["x"].to_numpy(float), w)).sort_values("x")
+    cum = np.cumsum(data["weight"].to_numpy(float))
+    data["bin"] = np.minimum((cum / cum[-1] * bins).astype(int), bins - 1)
+    g = data.groupby("bin")
+    return pd.DataFrame({
+        "x": g.apply(lambda d: np.average(d["x"], weights=d["weight"])),
+        "y": g.apply(lambda d: np.average(d[outcome], weights=d["weight"])),
+        "employment": g["weight"].sum(),
+    })
+
+
+def binned_scatter_figure(changes: pd.DataFrame, grouped: pd.DataFrame, table: pd.DataFrame,
+                          outcome: str = "d_log_median_wage", title: str = "") -> bytes:
+    """Binned scatter of ``outcome`` against each exposure measure, with the WLS line."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(grouped.columns)
+    cols = min(4, len(names))
+    rows = int(np.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
+    for ax, name in zip(axes.ravel(), names):
+        points = binned(changes, grouped[name], outcome)
+        ax.scatter(points["x"], points["y"], s=14, color="tab:blue")
+        fit = table[(table["measure"] == name) & (table["outcome"] == outcome) & (~table["fixed_effects"])]
+        if len(fit):
+            r = fit.iloc[0]
+            mean_y = np.average(points["y"], weights=points["employment"])
+            xs = np.array([points["x"].min(), points["x"].max()])
+            ax.plot(xs, mean_y + r["coef"] * xs, color="tab:red", lw=1)
+            ax.set_title(f"{name}\nb = {r['coef']:+.4f} (se {r['se']:.4f})", fontsize=7)
+        ax.set_xlabel("exposure (sd)", fontsize=7)
+        ax.tick_params(labelsize=6)
+    for ax in axes.ravel()[len(names):]:
+        ax.set_visible(False)
+    fig.suptitle(title or OUTCOMES[outcome], fontsize=9)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+    return buffer.getvalue()
