@@ -319,6 +319,91 @@ def _run_scenario(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_oews(args: argparse.Namespace) -> int:
+    import pandas as pd
+    from rich.table import Table
+
+    from estimation import display, exposure, occupations, oews
+    from estimation.results import _csv
+    from estimation.runfiles import RunFolder, atomic_write_bytes, atomic_write_json, to_jsonable
+
+    if not args.data.is_dir():
+        raise ConfigError(f"--data {args.data}: not a folder (point it at your BLS and exposure downloads)")
+    measures = args.measure or list(exposure.MEASURES)
+    unknown = [m for m in measures if m not in exposure.MEASURES]
+    if unknown:
+        raise ConfigError(f"--measure {', '.join(unknown)}: unknown; known: {', '.join(exposure.MEASURES)}")
+    if args.from_year >= args.to_year:
+        raise ConfigError(f"--from-year {args.from_year} must be before --to-year {args.to_year}")
+    files = oews.find_oews_files(args.data)
+    for year in (args.from_year, args.to_year):
+        if year not in files:
+            found = ", ".join(map(str, sorted(files))) or "none"
+            raise ConfigError(f"no OEWS national file for {year} under {args.data} (found years: {found}); "
+                              "BLS names it national_M<year>_dl.xlsx or oesm<yy>nat.zip")
+    out = args.out or Path("runs") / time.strftime("oews-%Y%m%d-%H%M%S")
+    folder = RunFolder(out)
+    folder.prepare({"command": "oews"}, resume=False, force=args.force)
+    with display.status("Reading OEWS files and exposure measures"):
+        first, second = oews.read_oews(files[args.from_year]), oews.read_oews(files[args.to_year])
+        panel, grouping = oews.harmonise(first, second)
+        values = exposure.load_measures(args.data, measures)
+        grouped = exposure.to_groups(values, panel, second)
+        changes = occupations.outcome_changes(panel, args.from_year, args.to_year)
+        table = occupations.regression_table(changes, grouped, fixed_effects=False)
+        if args.fe:
+            table = pd.concat([table, occupations.regression_table(changes, grouped, fixed_effects=True)])
+    cover = exposure.coverage(grouped, panel, [args.from_year, args.to_year])
+    stage = folder.staging
+    stage.mkdir(parents=True, exist_ok=True)
+    _csv(table, stage / "regressions.csv", index=False)
+    _csv(cover, stage / "coverage.csv", index=False)
+    _csv(panel.join(grouped).join(changes.drop(columns=["weight", "major"])), stage / "occupations.csv", index=True)
+    for outcome in ("d_log_median_wage", "d_log_p90_p10"):
+        atomic_write_bytes(stage / f"binned_{outcome}.png",
+                           occupations.binned_scatter_figure(changes, grouped, table, outcome,
+                                                             f"{occupations.OUTCOMES[outcome]}, {args.from_year}-{args.to_year}"))
+    atomic_write_json(stage / "report.json", to_jsonable({
+        "years": [args.from_year, args.to_year], "files": {str(y): str(files[y]) for y in (args.from_year, args.to_year)},
+        "loader": [first.report, second.report], "harmonisation": grouping, "coverage": cover.to_dict("records"),
+        "regressions": table.to_dict("records"),
+    }))
+    folder.publish()
+
+    loader = Table(title="OEWS files read")
+    for col in ("year", "rows", "detailed kept", "set aside (total/major/minor/broad)", "special cells in detailed rows"):
+        loader.add_column(col)
+    for rep in (first.report, second.report):
+        aside = "/".join(str(rep["set_aside"][g]) for g in ("total", "major", "minor", "broad"))
+        specials = sum(sum(v.values()) for v in rep["special_cells"].values())
+        loader.add_row(str(rep["year"]), str(rep["rows"]), str(rep["detailed_kept"]), aside, str(specials))
+    display.console.print(loader)
+    display.console.print(
+        f"Harmonised occupations: {grouping['occupations']} ({grouping['common_codes']} identical codes, "
+        f"{len(grouping['harmonised_groups'])} groups formed from hybrid or split codes; unmatched: "
+        f"{len(grouping['unmatched']['first'])} codes of {args.from_year}, {len(grouping['unmatched']['second'])} "
+        f"of {args.to_year}).")
+    cov = Table(title="Coverage of the exposure measures (harmonised occupations, employment share)")
+    for col in ("measure", str(args.from_year), str(args.to_year)):
+        cov.add_column(col, justify="left" if col == "measure" else "right")
+    for name in measures:
+        rows = cover[cover["measure"] == name]
+        cov.add_row(name, *[f"{int(r.occupations)}/{int(r.of)}, {100 * r.employment_share:.1f}%" for r in rows.itertuples()])
+    display.console.print(cov)
+    for fe in sorted(set(table["fixed_effects"])):
+        reg = Table(title=f"Employment-weighted regressions on standardised exposure, {args.from_year}-{args.to_year}"
+                          + (" (major-group fixed effects)" if fe else "") + "; coefficient (HC1 se)")
+        reg.add_column("measure")
+        for outcome in occupations.OUTCOMES:
+            reg.add_column(outcome, justify="right")
+        for name in measures:
+            part = table[(table["measure"] == name) & (table["fixed_effects"] == fe)].set_index("outcome")
+            reg.add_row(name, *[f"{part.loc[o, 'coef']:+.4f} ({part.loc[o, 'se']:.4f})" for o in occupations.OUTCOMES])
+        display.console.print(reg)
+    display.console.print(f"Results in {Path(out).absolute()}.")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="levelfield",
@@ -426,6 +511,26 @@ def build_parser() -> argparse.ArgumentParser:
     scen.add_argument("--json", action="store_true", help="print JSON instead of tables")
     add_model_options(scen, agents=20_000, firms=100)
     scen.set_defaults(run=_run_scenario)
+
+    oe = commands.add_parser(
+        "oews",
+        help="occupation-level regressions on real BLS OEWS data and AI-exposure measures",
+        description=(
+            "Read BLS OEWS national files as BLS publishes them (xlsx, csv or the zip), harmonise "
+            "occupations across years (hybrid SOC codes of 2019-2020 grouped explicitly), join AI-exposure "
+            "measures through BLS crosswalks, and regress changes in log median and mean wages, "
+            "within-occupation log(p90/p10) and employment shares on exposure (employment-weighted, HC1 SEs)."
+        ),
+    )
+    oe.add_argument("--data", type=Path, required=True, metavar="DIR",
+                    help="folder with the OEWS national files, the exposure files and the BLS crosswalks")
+    oe.add_argument("--measure", action="append", metavar="NAME", help="exposure measure (repeatable; default all)")
+    oe.add_argument("--from-year", type=int, default=2019, metavar="YEAR", help="first year (default 2019)")
+    oe.add_argument("--to-year", type=int, default=2023, metavar="YEAR", help="second year (default 2023)")
+    oe.add_argument("--fe", action="store_true", help="also with major-group fixed effects")
+    oe.add_argument("--out", type=Path, metavar="DIR", help="results folder (default runs/oews-<date>-<time>)")
+    oe.add_argument("--force", action="store_true", help="replace an existing results folder")
+    oe.set_defaults(run=_run_oews)
     return parser
 
 
