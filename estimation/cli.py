@@ -354,6 +354,17 @@ def _run_oews(args: argparse.Namespace) -> int:
         if args.fe:
             table = pd.concat([table, occupations.regression_table(changes, grouped, fixed_effects=True)])
     cover = exposure.coverage(grouped, panel, [args.from_year, args.to_year])
+    demo = demo_table = None
+    if not args.no_model:
+        import jax
+
+        import jaxmodel
+
+        with display.status("The same regressions on occupations simulated from the model"):
+            demo = occupations.demonstration(
+                jaxmodel.baseline(), jaxmodel.Settings(n_agents=100_000, n_firms=500, n_occupations=20),
+                jax.random.key(0))
+        demo_table = _demonstration_table(demo)
     stage = folder.staging
     stage.mkdir(parents=True, exist_ok=True)
     _csv(table, stage / "regressions.csv", index=False)
@@ -363,6 +374,12 @@ def _run_oews(args: argparse.Namespace) -> int:
         atomic_write_bytes(stage / f"binned_{outcome}.png",
                            occupations.binned_scatter_figure(changes, grouped, table, outcome,
                                                              f"{occupations.OUTCOMES[outcome]}, {args.from_year}-{args.to_year}"))
+    if demo is not None:
+        demo_rows = [{"pair": r["pair"], "regime": r["side"], "changes": str(r["changes"]),
+                      **{f"model_{k}": r["moments"][k] for k in ("gini_change", "cv_change", "between_firm_share_change")},
+                      **{f"{o}_coef": t["coef"] for o, t in r["regressions"].items()},
+                      **{f"{o}_se": t["se"] for o, t in r["regressions"].items()}} for r in demo]
+        _csv(pd.DataFrame(demo_rows), stage / "model_demonstration.csv", index=False)
     atomic_write_json(stage / "report.json", to_jsonable({
         "years": [args.from_year, args.to_year], "files": {str(y): str(files[y]) for y in (args.from_year, args.to_year)},
         "loader": [first.report, second.report], "harmonisation": grouping, "coverage": cover.to_dict("records"),
@@ -400,7 +417,80 @@ def _run_oews(args: argparse.Namespace) -> int:
             part = table[(table["measure"] == name) & (table["fixed_effects"] == fe)].set_index("outcome")
             reg.add_row(name, *[f"{part.loc[o, 'coef']:+.4f} ({part.loc[o, 'se']:.4f})" for o in occupations.OUTCOMES])
         display.console.print(reg)
+    if demo is not None:
+        display.console.print(demo_table)
+        display.console.print(
+            "Same technology and exposure pattern on both sides of each pair: the occupation-level "
+            "coefficients carry the same signs while Delta Gini changes sign; the task-level moments "
+            "(m5 between-firm share, m6 Delta Gini) tell the regimes apart.")
     display.console.print(f"Results in {Path(out).absolute()}.")
+    return 0
+
+
+def _demonstration_table(records):
+    from rich.table import Table
+
+    from estimation import occupations
+
+    table = Table(title="The same regressions on occupations simulated from the model (coefficient on "
+                        "standardised exposure, HC1 se)")
+    for col in ("pair", "regime", "Delta Gini (m6)", "m1 cv", "m5 between-firm", *[o for o in occupations.OUTCOMES
+                                                                                     if o != "d_employment_share_pp"]):
+        table.add_column(col, justify="left" if col in ("pair", "regime") else "right")
+    for r in records:
+        m = r["moments"]
+        table.add_row(r["pair"], r["side"], f"{m['gini_change']:+.4f}", f"{m['cv_change']:+.3f}",
+                      f"{m['between_firm_share_change']:+.4f}",
+                      *[f"{t['coef']:+.4f} ({t['se']:.4f})" for t in r["regressions"].values()])
+    return table
+
+
+def _run_panel_power(args: argparse.Namespace) -> int:
+    import dataclasses as dc
+
+    import jax
+    import numpy as np
+    import pandas as pd
+    from rich.table import Table
+
+    from estimation import display, panel
+    from estimation.results import _csv
+    from estimation.runfiles import RunFolder, atomic_write_bytes, atomic_write_json, to_jsonable
+
+    if args.reps < 20:
+        raise ConfigError(f"--reps {args.reps} must be at least 20 (power is a share of replications)")
+    sizes = sorted(set(args.sizes)) if args.sizes else [int(x) for x in np.unique(np.geomspace(10, 10240, 11).round())]
+    params, settings, seed, origin = _base_and_settings(args)
+    out = args.out or Path("runs") / time.strftime("panel-power-%Y%m%d-%H%M%S")
+    folder = RunFolder(out)
+    folder.prepare({"command": "panel-power"}, resume=False, force=args.force)
+    with display.status("Effects from the model, then simulated panels"):
+        design = panel.design_from_model(params, settings, jax.random.key(seed))
+        curves = {h: panel.power_curve(h, design, sizes, args.reps, seed) for h in panel.HYPOTHESES}
+        null = dc.replace(design, effect_scale=0.0)
+        sizes_check = [sizes[len(sizes) // 2], sizes[-1]]
+        size = {h: panel.power_curve(h, null, sizes_check, args.reps, seed + 1) for h in panel.HYPOTHESES}
+    needed = {h: panel.size_for_power(sizes, curves[h]) for h in panel.HYPOTHESES}
+    stage = folder.staging
+    stage.mkdir(parents=True, exist_ok=True)
+    rows = [{"hypothesis": h, "n": n, "power": p} for h in panel.HYPOTHESES for n, p in zip(sizes, curves[h])]
+    _csv(pd.DataFrame(rows), stage / "power.csv", index=False)
+    atomic_write_bytes(stage / "power.png", panel.power_figure(sizes, curves, needed))
+    atomic_write_json(stage / "panel_power.json", to_jsonable({
+        "origin": origin, "design": dc.asdict(design), "reps": args.reps, "sizes": sizes,
+        "power": {h: curves[h] for h in curves}, "n_for_80_percent": needed,
+        "rejections_without_effect": {h: dict(zip(map(str, sizes_check), size[h])) for h in size},
+    }))
+    folder.publish()
+    table = Table(title=f"Panel size for 80% power (one-sided 5% tests, {args.reps} replications per size)")
+    for col in ("hypothesis", "what it tests", "n for 80%", "rejections with no effect"):
+        table.add_column(col, justify="left" if col in ("hypothesis", "what it tests") else "right")
+    for h in panel.HYPOTHESES:
+        n = "not within the grid" if not np.isfinite(needed[h]) else f"{needed[h]:,.0f}"
+        table.add_row(h, panel.DESCRIPTIONS[h], n, ", ".join(f"{100 * x:.1f}%" for x in size[h]))
+    display.console.print(table)
+    display.console.print(f"Effects from the model ({origin}): college premium change {design.premium_change:+.3f}, "
+                          f"firm slope {design.firm_slope:+.4f}; results in {Path(out).absolute()}.")
     return 0
 
 
@@ -528,9 +618,29 @@ def build_parser() -> argparse.ArgumentParser:
     oe.add_argument("--from-year", type=int, default=2019, metavar="YEAR", help="first year (default 2019)")
     oe.add_argument("--to-year", type=int, default=2023, metavar="YEAR", help="second year (default 2023)")
     oe.add_argument("--fe", action="store_true", help="also with major-group fixed effects")
+    oe.add_argument("--no-model", action="store_true",
+                    help="skip the demonstration on occupations simulated from the model")
     oe.add_argument("--out", type=Path, metavar="DIR", help="results folder (default runs/oews-<date>-<time>)")
     oe.add_argument("--force", action="store_true", help="replace an existing results folder")
     oe.set_defaults(run=_run_oews)
+
+    pp = commands.add_parser(
+        "panel-power",
+        help="power of within-task panel tests of H1-H4 and the panel size each needs",
+        description=(
+            "Simulate the within-occupation, within-task panel that could test the model (workers x tasks "
+            "x periods with AI use; applicants; firms), with effects from the model, and compute the power of "
+            "one-sided 5% tests of H1-H4 by panel size, the size needed for 80% power, and the rejection "
+            "rate with no effect."
+        ),
+    )
+    pp.add_argument("--reps", type=_positive_int, default=200, metavar="R", help="replications per size (default 200)")
+    pp.add_argument("--sizes", type=_positive_int, nargs="+", metavar="N", help="panel sizes (default 10 .. 10240)")
+    pp.add_argument("--from", dest="from_dir", type=Path, metavar="DIR", help="a calibration's results folder")
+    pp.add_argument("--out", type=Path, metavar="DIR", help="results folder (default runs/panel-power-<date>-<time>)")
+    pp.add_argument("--force", action="store_true", help="replace an existing results folder")
+    add_model_options(pp, agents=20_000, firms=100)
+    pp.set_defaults(run=_run_panel_power)
     return parser
 
 

@@ -147,3 +147,75 @@ def binned_scatter_figure(changes: pd.DataFrame, grouped: pd.DataFrame, table: p
     fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     plt.close(fig)
     return buffer.getvalue()
+
+
+# ---------------------------------------------------------------------------------------------
+# The demonstration: the same regressions on occupations simulated from the model
+
+#: Pairs of configurations on either side of the boundary that share the technology of the tasks
+#: and the exposure pattern: the regime is set by rent sharing (xi) or by the proprietary share of AI.
+CONFIGURATIONS: dict[str, dict[str, dict[str, float]]] = {
+    "rent sharing": {"equalizing": {"xi": 0.4}, "concentrating": {"xi": 0.0}},
+    "technology structure": {"equalizing": {"eta1": 0.0}, "concentrating": {"eta1": 1.5}},
+}
+
+
+def _weighted_quantiles(x: np.ndarray, w: np.ndarray, qs: tuple[float, ...]) -> np.ndarray:
+    order = np.argsort(x)
+    x, w = x[order], w[order]
+    cum = (np.cumsum(w) - 0.5 * w) / np.sum(w)
+    return np.interp(qs, cum, x)
+
+
+def simulate_occupations(params, settings, key) -> pd.DataFrame:
+    """Occupation aggregates of the model before and after AI, as OEWS would publish them.
+
+    For each occupation: employment, the mean and the 10th, 50th and 90th percentiles of worker income
+    over its worker-branches (weights w_ie), and its exposure abar_o = sum_k omega_ok a_k.
+    """
+    import jax
+
+    import jaxmodel
+    from jaxmodel import tasks
+
+    draws = jaxmodel.make_draws(key, settings)
+    states = {year: jaxmodel.solve(params, draws, settings, A) for year, A in ((0, 0.0), (1, float(params.A1)))}
+    z = np.asarray(tasks.task_grid(settings.n_tasks))
+    a = np.asarray(tasks.exposure(z, params.z_lo, params.z_hi, params.w_a))
+    omega = np.asarray(tasks.occupation_weights(jax.numpy.asarray(z), settings.n_occupations, params.b_occ))
+    rows = []
+    for o in range(settings.n_occupations):
+        row = {"occupation": f"model-{o + 1:02d}", "exposure": float(omega[o] @ a), "major": "model"}
+        for year, state in states.items():
+            P = np.asarray(state.P[o])
+            income = np.asarray(state.income[:, o, :]).ravel()
+            w = np.concatenate([1.0 - P, P])
+            p10, p50, p90 = _weighted_quantiles(income, w, (0.1, 0.5, 0.9))
+            row.update({f"tot_emp_{year}": float(P.size), f"a_mean_{year}": float(np.average(income, weights=w)),
+                        f"a_pct10_{year}": p10, f"a_median_{year}": p50, f"a_pct90_{year}": p90})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("occupation")
+
+
+def demonstration(base, settings, key, pairs: list[str] | None = None) -> list[dict]:
+    """Occupation-level regressions on model occupations in configurations of opposite regimes,
+    beside the task-level moments that tell the regimes apart.
+
+    Returns:
+        one record per (pair, side): changes, moments (dict), regressions (outcome -> dict), occupations.
+    """
+    import jaxmodel
+
+    records = []
+    draws = jaxmodel.make_draws(key, settings)
+    for pair in pairs or list(CONFIGURATIONS):
+        for side, changes in CONFIGURATIONS[pair].items():
+            params = base.replace(**changes)
+            occ = simulate_occupations(params, settings, key)
+            deltas = outcome_changes(occ, 0, 1)
+            table = {o: regress(deltas, occ["exposure"].rename("model exposure"), o)
+                     for o in OUTCOMES if o != "d_employment_share_pp"}
+            moments = jaxmodel.moments(params, draws, settings).to_dict()
+            records.append({"pair": pair, "side": side, "changes": changes, "moments": moments,
+                            "regressions": table, "occupations": occ})
+    return records

@@ -55,6 +55,8 @@ class State:
 
     Attributes:
         P: (O, M) college probabilities (agents in occupation order).
+        firm: (O, M) int32 firm of each agent (firms ordered by assets).
+        log_theta: (O, M) log ability of each agent.
         income: (2, O, M) worker income W_ie = w^c_ie + xi Pi_j / (N/F).
         wage: (2, O, M) commodity wage w^c_ie.
         owner_income: (F,) income of each owner person, (1 - xi) Pi_j / m_o.
@@ -74,6 +76,8 @@ class State:
     """
 
     P: jax.Array
+    firm: jax.Array
+    log_theta: jax.Array
     income: jax.Array
     wage: jax.Array
     owner_income: jax.Array
@@ -151,6 +155,8 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
     task_mean, task_cv = task_statistics(econ, w)
     return State(
         P=P,
+        firm=econ.firm,
+        log_theta=workers.log_theta,
         income=income,
         wage=wage,
         owner_income=owner_income,
