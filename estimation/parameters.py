@@ -2,12 +2,16 @@
 
 Each free parameter theta_j has bounds [lo_j, hi_j] (defaults from its MODEL.md domain, which may
 be one-sided). The optimiser works on u in R^k with
-- two finite bounds: theta = lo + (hi - lo) L(u), L the logistic function;
-- only a lower bound: theta = lo + exp(u);
-- only an upper bound: theta = hi - exp(-u);
+- two finite bounds: theta = lo + (hi - lo) sin(u)^2;
+- only a lower bound: theta = lo + u^2;
+- only an upper bound: theta = hi - u^2;
 - none: theta = u.
-Open ends of a domain (sigma > 0) are kept open by these maps; a closed end is reached only in the
-limit, and an estimate that presses against it is reported as binding.
+These smooth maps reach a bound at a finite u where dtheta/du = 0, so a bound that binds is an
+ordinary minimum in u and L-BFGS converges to it; maps that reach bounds only in the limit
+(logistic, exponential) made the optimiser creep towards u = -inf (48 iterations against 32 in the
+default calibration at N = 4000, same criterion). At an open end of a domain (sigma > 0) the model
+is not finite, the criterion is +inf and the line search backs off. An estimate within 0.1% of the
+range (or of max(1, |bound|)) of a bound is reported as binding.
 """
 
 from __future__ import annotations
@@ -56,9 +60,9 @@ def theta_of_u(u: jax.Array, free: FreeArrays) -> jax.Array:
     """
     lo = jnp.where(jnp.isfinite(free.lower), free.lower, 0.0)
     hi = jnp.where(jnp.isfinite(free.upper), free.upper, 0.0)
-    both = lo + (hi - lo) * jax.nn.sigmoid(u)
-    lower_only = lo + jnp.exp(jnp.clip(u, -700.0, 700.0))
-    upper_only = hi - jnp.exp(jnp.clip(-u, -700.0, 700.0))
+    both = lo + (hi - lo) * jnp.sin(u) ** 2
+    lower_only = lo + u**2
+    upper_only = hi - u**2
     return jnp.select([free.kind == 3, free.kind == 1, free.kind == 2], [both, lower_only, upper_only], u)
 
 
@@ -101,18 +105,17 @@ class FreeParameters:
         return theta_of_u(jnp.asarray(u, dtype=jnp.float64), self.arrays())
 
     def to_u(self, theta) -> np.ndarray:
-        """u(theta), the inverse map; theta must lie strictly inside the bounds."""
+        """u(theta), the inverse map (the branch with u >= 0); theta must lie inside the bounds."""
         theta = np.asarray(theta, dtype=np.float64)
         u = np.empty_like(theta)
         for j in range(self.size):
             a, b, t = self.lower[j], self.upper[j], theta[j]
             if math.isfinite(a) and math.isfinite(b):
-                p = (t - a) / (b - a)
-                u[j] = math.log(p) - math.log1p(-p)
+                u[j] = math.asin(math.sqrt(min(max((t - a) / (b - a), 0.0), 1.0)))
             elif math.isfinite(a):
-                u[j] = math.log(t - a)
+                u[j] = math.sqrt(max(t - a, 0.0))
             elif math.isfinite(b):
-                u[j] = -math.log(b - t)
+                u[j] = math.sqrt(max(b - t, 0.0))
             else:
                 u[j] = t
         return u

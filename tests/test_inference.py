@@ -89,9 +89,12 @@ def test_free_parameter_maps_round_trip_and_stay_inside():
     u = free.to_u(theta)
     # exp/log and logistic/logit in float64: the round trip loses a few ulps.
     np.testing.assert_allclose(np.asarray(free.to_theta(u)), theta, rtol=1e-12)
-    extreme = np.asarray(free.to_theta(np.array([40.0, -40.0, 5.0, -20.0])))
-    assert 0.1 <= extreme[0] <= 3.0 and 0.0 <= extreme[1] <= 1.0 and extreme[3] > -1.0
-    assert free.binding(extreme)[:2] == ["upper", "lower"]
+    # Any u maps inside the bounds, and the bounds are reached at finite u (sin^2 = 1, 0; u^2 = 0).
+    for u in np.linspace(-7.0, 7.0, 57):
+        t = np.asarray(free.to_theta(np.array([u, u, u, u])))
+        assert 0.1 <= t[0] <= 3.0 and 0.0 <= t[1] <= 1.0 and t[3] >= -1.0
+    at_bounds = np.asarray(free.to_theta(np.array([np.pi / 2, 0.0, 5.0, 0.0])))
+    assert free.binding(at_bounds) == ["upper", "lower", None, "lower"]
 
 
 @pytest.mark.parametrize(
