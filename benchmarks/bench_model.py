@@ -7,6 +7,11 @@ of the compiled program, and time and bytes per agent; then the device and versi
 
     python benchmarks/bench_model.py                      # N = 1e4, 1e5, 1e6, 1e7
     python benchmarks/bench_model.py --sizes 10000 100000 --repeats 3
+    python benchmarks/bench_model.py --precision float32 --out benchmarks/results/bench_model_float32.json
+    JAX_PLATFORMS=cuda python benchmarks/bench_model.py --out benchmarks/results/bench_model_gpu.json
+
+The script runs unchanged on a CUDA device (``JAX_PLATFORMS=cuda``): the model has no CPU-only
+code path there (sorts use ``jnp.argsort`` off the CPU).
 """
 
 from __future__ import annotations
@@ -30,7 +35,7 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5) -> dict:
+def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5, precision: str = "float64") -> dict:
     """Compile and run ``moments`` at one size; returns a JSON-able record."""
     import jax
 
@@ -38,7 +43,7 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5)
     from jaxmodel import outcomes
 
     n_firms = max(10, n_agents // 1000)
-    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping)
+    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping, precision=precision)
     params = jaxmodel.baseline()
     rss_import = _rss_mib()
     draws = jax.block_until_ready(jaxmodel.make_draws(seed, settings))
@@ -64,6 +69,7 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5)
         "n_agents": n_agents,
         "n_firms": n_firms,
         "fp_damping": fp_damping,
+        "precision": precision,
         "trace_lower_s": t1 - t0,
         "compile_s": t2 - t1,
         "first_run_s": first,
@@ -76,7 +82,18 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5)
         "xla_argument_mib": getattr(memory, "argument_size_in_bytes", 0) / 2**20 if memory else None,
         "fp_iterations": [int(result.before["fp_iterations"]), int(result.after["fp_iterations"])],
         "gini_change": float(result.gini_change),
+        "moments": [float(x) for x in result.vector()],
+        **({"float64_moments": _float64_moments(params, n_agents, n_firms, seed, fp_damping)}
+           if precision == "float32" else {}),
     }
+
+
+def _float64_moments(params, n_agents, n_firms, seed, fp_damping) -> list[float]:
+    """The same economy in float64 (same draws, rounded for float32): float32's accuracy reference."""
+    import jaxmodel
+
+    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping)
+    return [float(x) for x in jaxmodel.moments(params, jaxmodel.make_draws(seed, settings), settings).vector()]
 
 
 def environment() -> dict:
@@ -105,12 +122,14 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size after a warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fp-damping", type=float, default=0.5, help="fixed-point damping (MODEL.md: 0.5)")
+    parser.add_argument("--precision", choices=("float64", "float32"), default="float64",
+                        help="float32 also records the float64 moments of the same economy (accuracy)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.one:
-        print(json.dumps(measure_one(args.one, args.repeats, args.seed, args.fp_damping)))
+        print(json.dumps(measure_one(args.one, args.repeats, args.seed, args.fp_damping, args.precision)))
         return 0
 
     records = []
@@ -119,7 +138,7 @@ def main() -> int:
         print(f"N = {n:_} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--one", str(n), "--repeats", str(repeats), "--seed", str(args.seed),
-             "--fp-damping", str(args.fp_damping)],
+             "--fp-damping", str(args.fp_damping), "--precision", args.precision],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:
