@@ -18,8 +18,11 @@ from jaxmodel.errors import InvalidSettingError
 SPECS: tuple[str, ...] = ("additive", "partial_multiplicative", "ces")
 #: Floating-point precisions; float64 is the default (and the only one for gradient checks).
 PRECISIONS: tuple[str, ...] = ("float64", "float32")
-#: Smallest fixed-point tolerance that float32 arithmetic can reach (about 50 float32 epsilons).
-FLOAT32_TOL_FLOOR = 1e-6
+#: Smallest fixed-point tolerance that float32 arithmetic reaches. The residual max|Gamma(P) - P|
+#: stalls at 0.6e-4 to 2e-4 in float32 (rounding of N-term aggregates moves every P; measured at
+#: N = 1e5 and 1e6), so a smaller floor only runs the loop to ``fp_max_iter``; the moments move by
+#: less than 1e-5 between 30 and 200 iterations, below float32's own error (about 1e-4).
+FLOAT32_TOL_FLOOR = 5e-4
 _MAX_INDEX = 2**31 - 1
 
 

@@ -62,6 +62,10 @@ def test_float32_agrees_with_float64(baseline, baseline_small):
     assert m32.vector().dtype == jnp.float32
     err = np.abs(np.asarray(m32.vector(), np.float64) - np.asarray(baseline_small.vector()))
     # float32 rounding (6e-8) amplified through sums of 2e4 terms, logs and the fixed point
-    # (floored at tol 1e-6): moments of order 0.1 agree to 2e-4 absolute.
+    # (floored at tol 5e-4, where float32 stalls): moments of order 0.1 agree to 2e-4 absolute.
     assert err.max() < 2e-4, err
     assert m32.regime == baseline_small.regime
+    # The float32 floor is reachable: the fixed point converges instead of running to fp_max_iter.
+    for state in (m32.before, m32.after):
+        assert int(state["fp_iterations"]) < settings.fp_max_iter
+        assert float(state["fp_residual"]) <= settings.tol
