@@ -11,6 +11,7 @@ whose two closest sign flips are checked by re-estimation.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import math
 import time
@@ -24,7 +25,7 @@ import numpy as np
 
 import jaxmodel
 from estimation import inference, msm, sensitivity
-from estimation.errors import ConfigError, OutputError
+from estimation.errors import ConfigError, NumericalError, OutputError
 from estimation.parameters import DEFAULT_FREE, FreeParameters, free_parameters
 from estimation.runfiles import RunFolder
 from estimation.targets import Targets, load_targets
@@ -124,6 +125,36 @@ def _validate(config: CalibrationConfig):
     return targets, free, settings, base, weights
 
 
+def input_files(config: CalibrationConfig) -> dict:
+    """The files a run reads, with their SHA-256: {"targets": {...} | None, "weights": {...} | None}.
+
+    Recorded in report.json, so that ``--replay`` can refuse a file that changed since the run.
+    """
+    def record(path):
+        path = Path(path).expanduser().absolute()
+        return {"path": str(path), "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+
+    weights_file = config.weights not in WEIGHTINGS
+    return {"targets": record(config.targets) if config.targets is not None else None,
+            "weights": record(config.weights) if weights_file else None}
+
+
+def check_inputs_unchanged(recorded: Mapping, config: CalibrationConfig) -> None:
+    """Raise ConfigError when a file recorded in a report.json differs from the file there now."""
+    for kind, entry in (recorded or {}).items():
+        if not entry:
+            continue
+        path = Path(entry["path"])
+        if not path.is_file():
+            raise ConfigError(f"--replay: the {kind} file {path} of the recorded run no longer exists")
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        if digest != entry["sha256"]:
+            raise ConfigError(
+                f"--replay: the {kind} file {path} changed since the recorded run (sha256 {digest[:12]}... "
+                f"instead of {entry['sha256'][:12]}...); restore it to replay the run"
+            )
+
+
 def _weights(kind: str, targets: Targets) -> np.ndarray:
     """The first-step weighting matrix (6, 6); "optimal" starts from diagonal weights."""
     if kind in ("diagonal", "optimal"):
@@ -194,6 +225,8 @@ class Result:
     starts: list
     best_start: int
     stage2: dict | None
+    fixed_point: dict
+    inputs: dict
     seconds: float
     versions: dict
 
@@ -254,9 +287,34 @@ class Result:
                 ],
                 "stage2": self.stage2,
             },
-            "seconds": self.seconds,
+            "fixed_point": self.fixed_point,
+            "inputs": self.inputs,
             "versions": self.versions,
         }
+
+    @property
+    def warnings(self) -> list[str]:
+        """What a reader of the estimate must know: non-converged fixed points, unidentified parameters."""
+        out = []
+        for state, info in self.fixed_point["states"].items():
+            if not info["converged"]:
+                out.append(f"the education fixed point {state} AI did not converge at the estimate: residual "
+                           f"{info['residual']:.2e} after {info['iterations']} iterations (tolerance "
+                           f"{self.fixed_point['tol']:.0e}); its moments and derivatives are approximate")
+        if not self.identification["identified"]:
+            reason = self.identification.get("reason", "the free parameters are not locally identified")
+            out.append(f"{reason}: no standard errors")
+        return out
+
+
+def fixed_point_report(m: jaxmodel.Moments, settings: Settings) -> dict:
+    """Convergence of the education fixed point in both states at one parameter value."""
+    states = {}
+    for name, state in (("before", m.before), ("after", m.after)):
+        residual, iterations = float(state["fp_residual"]), int(state["fp_iterations"])
+        states[name] = {"residual": residual, "iterations": iterations,
+                        "converged": bool(np.isfinite(residual) and residual <= settings.tol)}
+    return {"tol": settings.tol, "max_iter": settings.fp_max_iter, "states": states}
 
 
 def versions() -> dict:
@@ -389,6 +447,7 @@ def calibrate(
     """
     config = dataclasses.replace(config or CalibrationConfig(), **overrides)
     targets, free, settings, base, weights = _validate(config)
+    inputs = input_files(config)
     folder = RunFolder(out) if out is not None else None
     if folder is not None:
         resumed = folder.prepare(config.to_dict(), resume=resume, force=force)
@@ -417,7 +476,13 @@ def calibrate(
         checkpointer.save("stage1_done", None, {"stage1_records": [_record_to_json(r) for r in records]})
     finite = [i for i, r in enumerate(records) if np.isfinite(r.value)]
     if not finite:
-        raise OutputError("every start ended with a non-finite criterion; the model is not finite near the starts")
+        if folder is not None:
+            folder.discard()  # nothing to resume: the same inputs fail the same way
+        where = "; ".join(", ".join(f"{n}={v:.4g}" for n, v in zip(free.names, r.start)) for r in records)
+        raise NumericalError(
+            "every start ended with a non-finite criterion (the model's moments are not finite there): "
+            f"starts {where}. Narrow the region with --bound or change the fixed parameters"
+        )
     best = min(finite, key=lambda i: records[i].value)
     theta = records[best].theta
     sim_key = jax.random.fold_in(jax.random.key(config.seed), 1)
@@ -447,13 +512,20 @@ def calibrate(
     say("Jacobian, simulation noise and inference at the estimate")
     theta_j = jnp.asarray(theta)
     params_hat = free.params(base, theta_j)
-    model = np.asarray(msm.model_moments(theta_j, data, problem))
+    at_estimate = jaxmodel.moments(params_hat, draws, settings)
+    model = np.asarray(at_estimate.vector())
+    fixed_point = fixed_point_report(at_estimate, settings)
     jac = np.asarray(msm.jacobian(theta_j, data, problem))
     omega_sim = msm.simulation_noise(params_hat, sim_key, settings, config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.values
     criterion_value = float(errors @ weights @ errors)
-    ident = inference.identification(jac, weights, list(free.names))
+    if np.isfinite(jac).all():
+        ident = inference.identification(jac, weights, list(free.names))
+    else:  # no inference from a Jacobian that is not finite; the estimate itself is still reported
+        ident = {"singular_values": [], "condition_number": math.inf, "rank": 0, "n_params": free.size,
+                 "identified": False, "weak_directions": [],
+                 "reason": "the Jacobian of the moments is not finite at the estimate"}
     k = free.size
     if ident["identified"]:
         cov = inference.cov_robust(jac, weights, moments_cov)
@@ -500,7 +572,8 @@ def calibrate(
         binding=free.binding(theta), cov=cov, jac=jac, weights=weights, omega_sim=omega_sim,
         moments_cov=moments_cov, model_moments=model, sensitivity=lam, criterion=criterion_value, j_test=j_test,
         identification=ident, decomposition=decomposition, flip_checks=flips, starts=records, best_start=best,
-        stage2=stage2, seconds=time.perf_counter() - started, versions=versions(),
+        stage2=stage2, fixed_point=fixed_point, inputs=inputs, seconds=time.perf_counter() - started,
+        versions=versions(),
     )
     if folder is not None:
         from estimation import results as results_io

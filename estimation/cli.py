@@ -125,20 +125,47 @@ def _run_simulate(args: argparse.Namespace) -> int:
         result = jax.block_until_ready(jaxmodel.moments(params, draws, settings))
     elapsed = time.perf_counter() - start
     values = result.to_dict()
+    warnings = model_warnings(values, settings)
+    for warning in warnings:
+        print(f"levelfield simulate: warning: {warning}", file=sys.stderr)
     if args.json:
         payload = {
             **values,
+            "warnings": warnings,
             "seed": args.seed,
             "settings": {"n_agents": settings.n_agents, "n_firms": settings.n_firms,
                          "n_tasks": settings.n_tasks, "n_occupations": settings.n_occupations,
                          "spec": settings.spec, "precision": settings.precision},
             "params": {k: float(v) for k, v in params.to_dict().items()},
         }
-        print(json.dumps(payload, indent=2))
+        from estimation.runfiles import to_jsonable
+
+        print(json.dumps(to_jsonable(payload), indent=2))
     else:
         display.moments_report(values, settings, args.seed, changed=parse_assignments(args.assignments),
                                seconds=elapsed)
     return 0
+
+
+def model_warnings(values: dict, settings) -> list[str]:
+    """What is wrong with one solution of the model: moments that are not finite, and a fixed
+    point that stopped at ``fp_max_iter`` above its tolerance (with its residual)."""
+    from jaxmodel import MOMENT_NAMES
+
+    out = []
+    bad = [n for n in MOMENT_NAMES if not math.isfinite(values[n])]
+    if bad:
+        out.append(f"moment(s) {', '.join(bad)} are not finite at these parameters (extreme values inside the "
+                   "domain); move the parameters towards the baseline")
+    for state in ("before", "after"):
+        residual, iterations = values[f"fp_residual_{state}"], int(values[f"fp_iterations_{state}"])
+        if not math.isfinite(residual):
+            out.append(f"the education fixed point {state} AI is not finite (its residual is {residual})")
+        elif residual > settings.tol:
+            out.append(f"the education fixed point {state} AI did not converge: residual {residual:.2e} after "
+                       f"{iterations} iterations (tolerance {settings.tol:.0e}, fp_max_iter {settings.fp_max_iter}); "
+                       "its moments are approximate")
+    return out
 
 
 def _run_calibrate(args: argparse.Namespace) -> int:
@@ -155,8 +182,18 @@ def _run_calibrate(args: argparse.Namespace) -> int:
             config = CalibrationConfig.from_dict(saved["config"])
         except FileNotFoundError:
             raise ConfigError(f"--replay {args.replay}: file not found") from None
-        except (ValueError, KeyError, TypeError) as exc:
+        except IsADirectoryError:
+            raise ConfigError(f"--replay {args.replay}: a folder; pass the report.json inside it") from None
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
             raise ConfigError(f"--replay {args.replay}: not a levelfield report.json ({exc})") from None
+        from estimation.calibration import check_inputs_unchanged, versions
+
+        check_inputs_unchanged(saved.get("inputs"), config)
+        then, now = saved.get("versions", {}), versions()
+        changed = [f"{k} {then[k]} -> {now.get(k)}" for k in then if then[k] != now.get(k)]
+        if changed:
+            print(f"levelfield calibrate: warning: --replay with other versions than the recorded run "
+                  f"({', '.join(changed)}); results may differ in the last digits", file=sys.stderr)
     else:
         free = None
         if args.free:
@@ -180,6 +217,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         result = calibrate(config, out=out, resume=args.resume, force=args.force, progress=progress)
     if not args.quiet:
         display.calibration_report(result)
+    for warning in result.warnings:
+        print(f"levelfield calibrate: warning: {warning}", file=sys.stderr)
     display.console.print(f"Results in {Path(out).absolute()} ({result.seconds:.0f} s).")
     return 0
 
@@ -343,11 +382,14 @@ def _run_oews(args: argparse.Namespace) -> int:
                               "BLS names it national_M<year>_dl.xlsx or oesm<yy>nat.zip")
     out = args.out or Path("runs") / time.strftime("oews-%Y%m%d-%H%M%S")
     folder = RunFolder(out)
-    folder.prepare({"command": "oews"}, resume=False, force=args.force)
+    folder.check(resume=False, force=args.force)
     with display.status("Reading OEWS files and exposure measures"):
+        # Every input is read (and refused if malformed) before the results folder is made.
         first, second = oews.read_oews(files[args.from_year]), oews.read_oews(files[args.to_year])
         panel, grouping = oews.harmonise(first, second)
         values = exposure.load_measures(args.data, measures)
+    folder.prepare({"command": "oews"}, resume=False, force=args.force)
+    with display.status("Occupation regressions"):
         grouped = exposure.to_groups(values, panel, second)
         changes = occupations.outcome_changes(panel, args.from_year, args.to_year)
         table = occupations.regression_table(changes, grouped, fixed_effects=False)
@@ -653,11 +695,42 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def compilation_cache() -> str | None:
+    """Turn on JAX's persistent compilation cache for the command line; returns its folder.
+
+    Compiling the estimation's programs takes most of a small calibration (about 45 of 55 s at
+    N = 2_000); with the cache, later runs of the same model size load them instead. The folder is
+    ``$LEVELFIELD_CACHE_DIR``, else ``$JAX_COMPILATION_CACHE_DIR``, else
+    ``~/.cache/levelfield/xla`` (``$XDG_CACHE_HOME`` respected); ``LEVELFIELD_CACHE_DIR=off`` turns
+    it off. A cached program is the same executable, so results are identical with or without it.
+    """
+    import os
+
+    choice = os.environ.get("LEVELFIELD_CACHE_DIR", "").strip()
+    if choice.lower() in ("off", "0", "none", "false"):
+        return None
+    folder = choice or os.environ.get("JAX_COMPILATION_CACHE_DIR", "").strip()
+    if not folder:
+        base = os.environ.get("XDG_CACHE_HOME", "").strip() or str(Path.home() / ".cache")
+        folder = str(Path(base) / "levelfield" / "xla")
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return None  # a cache that cannot be written is no reason to fail a run
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    return folder
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``levelfield`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
     from jaxmodel import ModelError
+
+    compilation_cache()
 
     try:
         return args.run(args)

@@ -129,6 +129,9 @@ def calibration_report(result) -> None:
     console.print(f"Hansen J = {j['J']:.3f} with {j['df']} degree(s) of freedom, p-value {p} ({j['weights']}).")
 
     ident = report["identification"]
+    if ident.get("reason"):
+        console.print(f"[bold red]No inference: {ident['reason']}.[/]")
+        return
     cond = "inf" if ident["condition_number"] == math.inf else f"{ident['condition_number']:.3g}"
     sv = ", ".join(f"{x:.3g}" for x in ident["singular_values"])
     colour = "green" if ident["identified"] else "bold red"

@@ -24,3 +24,7 @@ class OutputError(EstimationError):
 
 class DataError(EstimationError):
     """A data file (OEWS, exposure measure, crosswalk) is missing, unreadable or malformed."""
+
+
+class NumericalError(EstimationError):
+    """The model is not finite (or its fixed point does not converge) where the estimation must go."""

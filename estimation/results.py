@@ -5,7 +5,9 @@
 - ``jacobian.csv``: G (moments x free parameters); ``weights.csv``: W; ``moments_cov.csv``:
   Omega + Omega_sim; ``cov.csv``: covariance of the estimates; ``sensitivity.csv``: Lambda
   (parameters x moments); ``delta_gini.csv``: the Delta Gini decomposition by target.
-- ``report.json``: everything, machine-readable (inf and nan as strings).
+- ``report.json``: everything, machine-readable (inf and nan as strings): the configuration,
+  seed, input files with their SHA-256 and package versions (``--replay`` repeats the run).
+- ``timing.json``: wall time and date (the one file that differs when a run is repeated).
 - ``fit.png`` (targets with SE bars and the model) and ``sensitivity.png`` (heatmap of Lambda in
   units of parameter SE per target SE).
 """
@@ -13,6 +15,7 @@
 from __future__ import annotations
 
 import io
+import time
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +48,10 @@ def write_results(result, folder: Path) -> None:
     atomic_write_bytes(folder / "fit.png", fit_figure(result))
     atomic_write_bytes(folder / "sensitivity.png", sensitivity_figure(result))
     atomic_write_json(folder / "report.json", to_jsonable(result.to_report()))
+    # Wall time and date apart from the results, so that every other file is bit-identical when
+    # the same run is repeated.
+    atomic_write_json(folder / "timing.json", {"seconds": result.seconds,
+                                               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
 
 
 def _png(fig) -> bytes:

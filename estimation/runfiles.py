@@ -87,6 +87,25 @@ class RunFolder:
     def config_file(self) -> Path:
         return self.partial / "run.json"
 
+    def check(self, resume: bool = False, force: bool = False) -> None:
+        """The checks of :meth:`prepare` that touch nothing: run them before reading big inputs.
+
+        Raises:
+            OutputError: DIR exists without --force, is a file, lies under a file, or --resume
+                finds no interrupted run.
+        """
+        for parent in self.out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise OutputError(f"--out {self.out}: {parent} is a file, not a folder")
+                break
+        if self.out.exists() and not self.out.is_dir():
+            raise OutputError(f"--out {self.out} exists and is not a folder")
+        if resume and not self.partial.exists():
+            raise OutputError(f"--resume: no interrupted run to continue ({self.partial} does not exist)")
+        if self.out.exists() and not force and not (resume and self.partial.exists()):
+            raise OutputError(f"results folder {self.out} already exists; pass --force to replace it")
+
     def prepare(self, config: dict, resume: bool, force: bool) -> bool:
         """Check the folders before any work; returns True when an interrupted run is resumed.
 
@@ -94,10 +113,7 @@ class RunFolder:
             OutputError: DIR exists without --force; an interrupted run exists without --resume or
                 --force; --resume with a different configuration; folders that cannot be written.
         """
-        if self.out.exists() and not self.out.is_dir():
-            raise OutputError(f"--out {self.out} exists and is not a folder")
-        if self.out.exists() and not force and not (resume and self.partial.exists()):
-            raise OutputError(f"results folder {self.out} already exists; pass --force to replace it")
+        self.check(resume, force)
         resumed = False
         if self.partial.exists():
             if resume:
@@ -151,6 +167,10 @@ class RunFolder:
         except (OSError, ValueError, KeyError) as exc:
             raise OutputError(f"checkpoint {self.checkpoint} is unreadable ({exc}); pass --force to start over") from None
         return arrays, meta
+
+    def discard(self) -> None:
+        """Remove the partial folder of a run that failed for good (nothing to resume)."""
+        shutil.rmtree(self.partial, ignore_errors=True)
 
     @property
     def staging(self) -> Path:
