@@ -192,17 +192,19 @@ class CalibrationProgress:
         self.tasks: dict = {}
 
     def __enter__(self):
-        if not self.quiet:
-            self.progress.start()
+        self.started = False
         return self
 
     def __exit__(self, *exc):
-        if not self.quiet:
+        if self.started:
             self.progress.stop()
 
     def __call__(self, event: str, payload) -> None:
         if self.quiet:
             return
+        if not self.started:  # started by the first event: input errors come before any bar
+            self.progress.start()
+            self.started = True
         if event == "step":
             self.progress.console.print(f"[dim]{payload}[/]")
             return

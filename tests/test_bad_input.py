@@ -1,0 +1,230 @@
+"""Bad input anywhere in the command line gets the project's own one-line error and exit code 2.
+
+Each case is a command line (with ``{tmp}`` for a folder of prepared bad files) and a fragment the
+error must contain: the fragment names what is wrong, and usually what is allowed. Every case must
+be refused before any heavy work: none of them compiles or simulates the model, so the whole table
+runs in seconds (a case that slipped through validation would start a calibration and show up as
+a slow test). Two cases run as real subprocesses to check the exit status and that no traceback
+reaches the terminal.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from estimation.cli import main
+from jaxmodel import MOMENT_NAMES
+
+GOOD_TARGETS = """moment,value,se,source
+cv_change,-0.22,0.07,a
+productivity_gain,0.25,0.05,b
+college_premium_change,-0.02,0.02,c
+credential_reliance_change,0.022,0.010,d
+between_firm_share_change,0.01,0.01,e
+gini_change,0.001,0.004,f
+"""
+SMALL = ["--agents", "2000", "--firms", "20"]
+CAL = ["calibrate", *SMALL, "--max-iter", "1", "--starts", "1", "--sim-sets", "2", "--flip-checks", "0", "--quiet"]
+SIM = ["simulate", *SMALL]
+
+
+def _bad_files(tmp: Path) -> None:
+    """Write every malformed input file the cases below point at."""
+    t = tmp / "targets"
+    t.mkdir()
+    (t / "columns.csv").write_text("moment,estimate,se\ncv_change,1,1\n")
+    (t / "text.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "quarter,0.05"))
+    (t / "nan.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "nan,0.05"))
+    (t / "inf.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "0.25,inf"))
+    (t / "negative_se.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "0.25,-0.05"))
+    (t / "zero_se.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "0.25,0"))
+    (t / "duplicated.csv").write_text(GOOD_TARGETS + "gini_change,0.002,0.004,again\n")
+    (t / "missing.csv").write_text(GOOD_TARGETS.replace("gini_change,0.001,0.004,f\n", ""))
+    (t / "unknown.csv").write_text(GOOD_TARGETS.replace("gini_change", "gini"))
+    (t / "empty.csv").write_text("")
+    (t / "latin1.csv").write_bytes(GOOD_TARGETS.replace(",a\n", ",caf\xe9\n").encode("latin-1"))
+    (t / "targets.xlsx").write_bytes(b"PK\x03\x04 not really a workbook")
+    (t / "broken.toml").write_text("[[target]\nmoment = ")
+    (t / "binary.csv").write_bytes(b"moment,value,se\x00\x01\x02")
+    w = tmp / "weights"
+    w.mkdir()
+    eye = pd.DataFrame(np.eye(6), index=MOMENT_NAMES, columns=MOMENT_NAMES)
+    eye.iloc[0, 1] = 0.5
+    eye.to_csv(w / "asymmetric.csv")
+    neg = pd.DataFrame(-np.eye(6), index=MOMENT_NAMES, columns=MOMENT_NAMES)
+    neg.to_csv(w / "negative.csv")
+    labels = pd.DataFrame(np.eye(6), index=[f"x{i}" for i in range(6)], columns=MOMENT_NAMES)
+    labels.to_csv(w / "labels.csv")
+    text = pd.DataFrame(np.eye(6), index=MOMENT_NAMES, columns=MOMENT_NAMES).astype(object)
+    text.iloc[2, 2] = "one"
+    text.to_csv(w / "text.csv")
+    (tmp / "exists").mkdir()
+    (tmp / "a_file").write_text("not a folder")
+    d = tmp / "data"
+    d.mkdir()
+    (d / "national_M2019_dl.xlsx").write_bytes(b"\x00garbage that is not a workbook")
+    (d / "national_M2023_dl.csv").write_text("OCC_CODE,OCC_TITLE\n11-1011,Chief Executives\n")
+    cols = tmp / "data_columns"
+    cols.mkdir()
+    for year in (2019, 2023):
+        (cols / f"national_M{year}_dl.csv").write_text("OCC_CODE,OCC_TITLE\n11-1011,Chief Executives\n")
+    (tmp / "empty_data").mkdir()
+    import json
+
+    (tmp / "changed_report.json").write_text(json.dumps({
+        "config": {"targets": str(t / "zero_se.csv")},
+        "inputs": {"targets": {"path": str(t / "zero_se.csv"), "sha256": "0" * 64}},
+    }))
+    (tmp / "not_a_report.json").write_text("{this is not json")
+    (tmp / "foreign_report.json").write_text('{"config": {"n_agents": 2000, "colour": "blue"}}')
+    (tmp / "no_report").mkdir()
+
+
+CASES = [
+    # Parameters outside their domain (MODEL.md section 3), through --set.
+    ("sigma-zero", [*SIM, "--set", "sigma=0"], "sigma"),
+    ("sigma-negative", [*SIM, "--set", "sigma=-1"], "sigma"),
+    ("gamma-open-bound", [*SIM, "--set", "gamma=-1"], "gamma"),
+    ("rho-excluded-zero", [*SIM, "--set", "rho=0", "--spec", "ces"], "rho"),
+    ("z-lo-above-one", [*SIM, "--set", "z_lo=1.5"], "z_lo"),
+    ("omega-above-one", [*SIM, "--set", "omega=2"], "omega"),
+    ("tau-zero", [*SIM, "--set", "tau=0"], "tau"),
+    ("gini-K-one", [*SIM, "--set", "gini_K=1"], "gini_K"),
+    ("A1-negative", [*SIM, "--set", "A1=-0.5"], "A1"),
+    # Malformed --set.
+    ("set-unknown-name", [*SIM, "--set", "beta=1"], "unknown parameter"),
+    ("set-no-equals", [*SIM, "--set", "xi"], "NAME=VALUE"),
+    ("set-not-a-number", [*SIM, "--set", "xi=high"], "must be a number"),
+    ("set-nan", [*SIM, "--set", "xi=nan"], "must be finite"),
+    ("set-inf", [*SIM, "--set", "xi=inf"], "must be finite"),
+    ("set-twice", [*SIM, "--set", "xi=0.1", "--set", "xi=0.2"], "given twice"),
+    # Settings outside their domain.
+    ("agents-zero", ["simulate", "--agents", "0"], "must be >= 1"),
+    ("agents-text", ["simulate", "--agents", "many"], "not a whole number"),
+    ("agents-not-multiple-of-firms", ["simulate", "--agents", "2001", "--firms", "20"], "multiple"),
+    ("occupations-not-divisor", [*SIM, "--occupations", "7"], "multiple"),
+    ("more-firms-than-agents", ["simulate", "--agents", "100", "--firms", "200", "--occupations", "10"], "n_firms"),
+    ("tasks-zero", [*SIM, "--tasks", "0"], "must be >= 1"),
+    ("spec-unknown", [*SIM, "--spec", "cobb-douglas"], "invalid choice"),
+    ("precision-unknown", [*SIM, "--precision", "float16"], "invalid choice"),
+    ("seed-negative", [*SIM, "--seed", "-1"], "[0, 2^32)"),
+    ("seed-too-large", [*SIM, "--seed", str(2**32)], "[0, 2^32)"),
+    ("unknown-option", [*SIM, "--agnets", "5"], "unrecognized arguments"),
+    ("unknown-command", ["estimate"], "invalid choice"),
+    # Estimation options.
+    ("free-unknown", [*CAL, "--free", "alpha,beta"], "beta"),
+    ("free-twice", [*CAL, "--free", "xi,xi"], "xi"),
+    ("free-and-fixed", [*CAL, "--free", "xi", "--set", "xi=0.2"], "cannot also be fixed"),
+    ("bound-reversed", [*CAL, "--bound", "xi=0.5:0.1"], "xi"),
+    ("bound-text", [*CAL, "--bound", "xi=low:high"], "xi"),
+    ("bound-outside-domain", [*CAL, "--bound", "xi=-1:0.5"], "xi"),
+    ("bound-malformed", [*CAL, "--bound", "sigma"], "sigma"),
+    ("bound-not-free", [*CAL, "--bound", "tau=0.1:1"], "tau"),
+    ("starts-zero", [*CAL, "--starts", "0"], "must be >= 1"),
+    ("max-iter-zero", [*CAL, "--max-iter", "0"], "must be >= 1"),
+    ("sim-sets-one", [*CAL, "--sim-sets", "1"], "n_sim"),
+    ("flip-checks-negative", [*CAL, "--flip-checks", "-1"], "flip_checks"),
+    ("damping-zero", [*CAL, "--fp-damping", "0"], "fp_damping"),
+    ("damping-above-one", [*CAL, "--fp-damping", "1.5"], "fp_damping"),
+    ("weights-unknown-kind", [*CAL, "--weights", "optimum"], "not one of"),
+    ("weights-asymmetric", [*CAL, "--weights", "{tmp}/weights/asymmetric.csv"], "symmetric"),
+    ("weights-not-positive-definite", [*CAL, "--weights", "{tmp}/weights/negative.csv"], "positive definite"),
+    ("weights-wrong-labels", [*CAL, "--weights", "{tmp}/weights/labels.csv"], "labelled"),
+    ("weights-text", [*CAL, "--weights", "{tmp}/weights/text.csv"], "must be a number"),
+    # Target files.
+    ("targets-missing-file", [*CAL, "--targets", "{tmp}/targets/nowhere.csv"], "does not exist"),
+    ("targets-wrong-columns", [*CAL, "--targets", "{tmp}/targets/columns.csv"], "missing column(s) value"),
+    ("targets-non-numeric", [*CAL, "--targets", "{tmp}/targets/text.csv"], "is not a number"),
+    ("targets-nan", [*CAL, "--targets", "{tmp}/targets/nan.csv"], "must be finite"),
+    ("targets-inf", [*CAL, "--targets", "{tmp}/targets/inf.csv"], "must be finite"),
+    ("targets-negative-se", [*CAL, "--targets", "{tmp}/targets/negative_se.csv"], "must be > 0"),
+    ("targets-zero-se", [*CAL, "--targets", "{tmp}/targets/zero_se.csv"], "must be > 0"),
+    ("targets-duplicated", [*CAL, "--targets", "{tmp}/targets/duplicated.csv"], "appears twice"),
+    ("targets-missing-moment", [*CAL, "--targets", "{tmp}/targets/missing.csv"], "missing target(s) for gini_change"),
+    ("targets-unknown-moment", [*CAL, "--targets", "{tmp}/targets/unknown.csv"], "unknown moment 'gini'"),
+    ("targets-empty", [*CAL, "--targets", "{tmp}/targets/empty.csv"], "empty file"),
+    ("targets-latin1", [*CAL, "--targets", "{tmp}/targets/latin1.csv"], "not UTF-8"),
+    ("targets-xlsx", [*CAL, "--targets", "{tmp}/targets/targets.xlsx"], "use .csv or .toml"),
+    ("targets-broken-toml", [*CAL, "--targets", "{tmp}/targets/broken.toml"], "not valid TOML"),
+    ("targets-binary", [*CAL, "--targets", "{tmp}/targets/binary.csv"], "NUL bytes"),
+    # Results folders.
+    ("out-exists", [*CAL, "--out", "{tmp}/exists"], "already exists"),
+    ("out-is-a-file", [*CAL, "--out", "{tmp}/a_file"], "not a folder"),
+    ("out-under-a-file", [*CAL, "--out", "{tmp}/a_file/results"], "is a file"),
+    ("resume-nothing", [*CAL, "--out", "{tmp}/fresh", "--resume"], "no interrupted run"),
+    ("replay-missing", ["calibrate", "--replay", "{tmp}/nowhere.json"], "file not found"),
+    ("replay-not-json", ["calibrate", "--replay", "{tmp}/not_a_report.json"], "not a levelfield report.json"),
+    ("replay-foreign-keys", ["calibrate", "--replay", "{tmp}/foreign_report.json"], "unknown configuration key(s) colour"),
+    ("replay-input-changed", ["calibrate", "--replay", "{tmp}/changed_report.json"], "changed since the recorded run"),
+    ("regimes-out-exists", ["regimes", *SMALL, "--out", "{tmp}/exists"], "already exists"),
+    ("regimes-grid-small", ["regimes", *SMALL, "--grid", "2"], "at least 3"),
+    ("regimes-from-nothing", ["regimes", "--from", "{tmp}/no_report"], "no report.json"),
+    ("scenario-unknown", ["scenario", "tax-the-robots", *SMALL], "unknown scenario"),
+    ("scenario-csv-exists", ["scenario", "all", *SMALL, "--csv", "{tmp}/a_file"], "already exists"),
+    ("panel-power-reps", ["panel-power", *SMALL, "--reps", "5"], "at least 20"),
+    ("panel-power-sizes", ["panel-power", *SMALL, "--sizes", "0"], "must be >= 1"),
+    # Data files.
+    ("oews-no-folder", ["oews", "--data", "{tmp}/nowhere"], "not a folder"),
+    ("oews-no-files", ["oews", "--data", "{tmp}/empty_data"], "no OEWS national file for 2019"),
+    ("oews-unknown-measure", ["oews", "--data", "{tmp}/data", "--measure", "vibes"], "unknown; known"),
+    ("oews-years-reversed", ["oews", "--data", "{tmp}/data", "--from-year", "2023", "--to-year", "2019"],
+     "must be before"),
+    ("oews-corrupt-xlsx", ["oews", "--data", "{tmp}/data", "--out", "{tmp}/oews-out"], "national_M2019_dl.xlsx"),
+    ("oews-missing-year", ["oews", "--data", "{tmp}/data", "--from-year", "2023", "--to-year", "2024",
+                           "--out", "{tmp}/oews-out"], "no OEWS national file for 2024"),
+    ("oews-missing-columns", ["oews", "--data", "{tmp}/data_columns", "--out", "{tmp}/oews-out"],
+     "missing column(s) O_GROUP"),
+]
+
+
+@pytest.fixture(scope="module")
+def bad_tmp(tmp_path_factory) -> Path:
+    tmp = tmp_path_factory.mktemp("bad")
+    _bad_files(tmp)
+    return tmp
+
+
+def _run(argv: list[str], capsys) -> tuple[int, str]:
+    try:
+        code = main(argv)
+    except SystemExit as exc:  # argparse's own errors exit from inside parse_args
+        code = exc.code
+    captured = capsys.readouterr()
+    return code, captured.err
+
+
+def test_the_table_is_large_enough():
+    assert len(CASES) >= 40 and len({c[0] for c in CASES}) == len(CASES)
+
+
+@pytest.mark.parametrize(("argv", "fragment"), [c[1:] for c in CASES], ids=[c[0] for c in CASES])
+def test_bad_input_is_refused_with_a_clear_error(argv, fragment, bad_tmp, capsys, monkeypatch):
+    monkeypatch.chdir(bad_tmp)  # default results folders (runs/...) would land here, never in the repo
+    argv = [a.replace("{tmp}", str(bad_tmp)) for a in argv]
+    code, err = _run(argv, capsys)
+    assert code == 2, err
+    assert err.startswith("levelfield") and "error:" in err and "Traceback" not in err
+    assert fragment in err, err
+    # Nothing half-made is left behind: no results folder and no partial sibling appeared.
+    leftovers = {p.name for p in bad_tmp.iterdir()} - {"targets", "weights", "exists", "a_file", "data",
+                                                       "empty_data", "data_columns", "changed_report.json", "not_a_report.json", "foreign_report.json",
+                                                       "no_report"}
+    assert not leftovers, leftovers
+
+
+@pytest.mark.parametrize("argv", [
+    ["simulate", "--set", "sigma=-1"],
+    ["calibrate", "--targets", "{tmp}/targets/nan.csv"],
+])
+def test_a_real_process_exits_2_without_traceback(argv, bad_tmp):
+    argv = [a.replace("{tmp}", str(bad_tmp)) for a in argv]
+    proc = subprocess.run([sys.executable, "-m", "estimation.cli", *argv], capture_output=True, text=True,
+                          timeout=120, cwd=bad_tmp)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
