@@ -83,16 +83,59 @@ class CalibrationConfig:
 
     @classmethod
     def from_dict(cls, values: Mapping) -> CalibrationConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - known)
+        """A configuration from its JSON form (``report.json``'s "config"), every value type-checked.
+
+        Raises:
+            ConfigError: not a mapping, unknown keys, or a value of the wrong type; values of the
+                right type are validated by :func:`calibrate` as usual.
+        """
+        if not isinstance(values, Mapping):
+            raise ConfigError(f"a configuration must be a JSON object, not {type(values).__name__}")
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - set(known))
         if unknown:
-            raise ConfigError(f"unknown configuration key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
-        values = dict(values)
-        if "free" in values:
-            values["free"] = tuple(values["free"])
-        if "bounds" in values:
-            values["bounds"] = {k: (float(v[0]), float(v[1])) for k, v in values["bounds"].items()}
-        return cls(**values)
+            raise ConfigError(f"unknown configuration key(s) {', '.join(map(str, unknown))}; known: {', '.join(sorted(known))}")
+
+        def fail(key, expected):
+            raise ConfigError(f"configuration {key}={values[key]!r} must be {expected}")
+
+        def number(key, x):
+            if isinstance(x, bool) or not isinstance(x, (int, float)):
+                if x in ("inf", "-inf"):  # how to_dict writes infinite bounds
+                    return float(x)
+                fail(key, "a number")
+            return float(x)
+
+        out = {}
+        for key, value in values.items():
+            if key == "targets":
+                if value is not None and not isinstance(value, str):
+                    fail(key, "a file path or null")
+                out[key] = value
+            elif key == "free":
+                if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
+                    fail(key, "a list of parameter names")
+                out[key] = tuple(value)
+            elif key == "bounds":
+                if not isinstance(value, Mapping) or not all(
+                        isinstance(v, (list, tuple)) and len(v) == 2 for v in value.values()):
+                    fail(key, "an object {name: [low, high]}")
+                out[key] = {str(k): (number(key, v[0]), number(key, v[1])) for k, v in value.items()}
+            elif key == "fixed":
+                if not isinstance(value, Mapping):
+                    fail(key, "an object {name: value}")
+                out[key] = {str(k): number(key, v) for k, v in value.items()}
+            elif key in ("weights", "spec", "precision"):
+                if not isinstance(value, str):
+                    fail(key, "a string")
+                out[key] = value
+            elif known[key].type in ("int", int):
+                if isinstance(value, bool) or not isinstance(value, int):
+                    fail(key, "a whole number")
+                out[key] = value
+            else:
+                out[key] = number(key, value)
+        return cls(**out)
 
     def settings(self) -> Settings:
         return Settings(

@@ -161,7 +161,14 @@ def parse_bound(text: str) -> tuple[str, float, float]:
         hi = float(hi_text) if hi_text.strip() else math.inf
     except ValueError:
         raise ConfigError(f"--bound {text!r}: LOW and HIGH must be numbers (or empty)") from None
-    return name.strip(), lo, hi
+    name = name.strip()
+    if name not in PARAM_NAMES:
+        raise ConfigError(f"--bound {name}: unknown parameter; known: {', '.join(PARAM_NAMES)}")
+    if math.isnan(lo) or math.isnan(hi):
+        raise ConfigError(f"--bound {text!r}: LOW and HIGH must be numbers, not nan")
+    if not lo < hi:
+        raise ConfigError(f"--bound {name}={lo:g}:{hi:g}: the lower bound must be below the upper bound")
+    return name, lo, hi
 
 
 def free_parameters(

@@ -91,7 +91,7 @@ def _from_rows(rows: list[dict], origin: str) -> Targets:
     for i, row in enumerate(rows, start=1):
         where = f"{origin}, target {i}"
         raw_name = str(row.get("moment", "")).strip()
-        name = ALIASES.get(raw_name.lower(), raw_name)
+        name = ALIASES.get(raw_name.lower(), raw_name.lower())  # names are case-insensitive
         if name not in MOMENT_NAMES:
             raise TargetsError(
                 f"{where}: unknown moment {raw_name!r}; allowed: {', '.join(MOMENT_NAMES)} (or m1..m6)"
@@ -116,8 +116,12 @@ def _from_rows(rows: list[dict], origin: str) -> Targets:
 
 def parse_csv(text: str, origin: str) -> Targets:
     """Targets from CSV text with a header row naming ``moment, value, se`` (``source`` optional)."""
-    reader = csv.DictReader(io.StringIO(text))
-    header = [h.strip().lower() for h in (reader.fieldnames or []) if h is not None]
+    reader = csv.DictReader(io.StringIO(text, newline=""))  # newline="": the csv module's own line ends
+    try:
+        fields = reader.fieldnames or []
+    except csv.Error as exc:
+        raise TargetsError(f"{origin}: the header row is not valid CSV ({exc})") from None
+    header = [h.strip().lower() for h in fields if h is not None]
     if not header:
         raise TargetsError(f"{origin}: empty file; expected a header row 'moment,value,se,source'")
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
@@ -132,13 +136,16 @@ def parse_csv(text: str, origin: str) -> Targets:
             f"{origin}: unknown column(s) {', '.join(unknown)}; allowed: {', '.join(REQUIRED_COLUMNS + OPTIONAL_COLUMNS)}"
         )
     rows = []
-    for row in reader:
-        if None in row:
-            raise TargetsError(f"{origin}, line {reader.line_num}: more fields than the header has columns")
-        clean = {(k or "").strip().lower(): (v if v is not None else "") for k, v in row.items()}
-        if not any(str(v).strip() for v in clean.values()):
-            continue  # blank line
-        rows.append(clean)
+    try:
+        for row in reader:
+            if None in row:
+                raise TargetsError(f"{origin}, line {reader.line_num}: more fields than the header has columns")
+            clean = {(k or "").strip().lower(): (v if v is not None else "") for k, v in row.items()}
+            if not any(str(v).strip() for v in clean.values()):
+                continue  # blank line
+            rows.append(clean)
+    except csv.Error as exc:
+        raise TargetsError(f"{origin}, line {reader.line_num}: not valid CSV ({exc})") from None
     return _from_rows(rows, origin)
 
 
