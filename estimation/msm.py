@@ -241,7 +241,16 @@ def run_batch(
                 batch.done[i], batch.status[i] = True, status
         if batch.done.all():
             break
-        U_new, states_new = step_batch(jnp.asarray(batch.U), batch.states, jnp.asarray(batch.T), data, problem)
+        # Rows of finished starts are stepped as copies of an active start: a vmapped line search
+        # runs as long as its slowest row, and a failed start (non-finite values) would make every
+        # iteration run the line search to its limit (measured: 3.5 s instead of 0.25 s per
+        # iteration at N = 5000). Their results are discarded below; the batch keeps its shape.
+        source = np.arange(batch.U.shape[0])
+        source[batch.done] = np.flatnonzero(~batch.done)[0]
+        U_new, states_new = step_batch(
+            jnp.asarray(batch.U[source]), jax.tree_util.tree_map(lambda x: x[source], batch.states),
+            jnp.asarray(batch.T[source]), data, problem,
+        )
         keep = jnp.asarray(batch.done)
         states_new = jax.tree_util.tree_map(
             lambda new, old: jnp.where(keep.reshape((-1,) + (1,) * (new.ndim - 1)), old, new), states_new, batch.states

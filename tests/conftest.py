@@ -6,7 +6,10 @@ number of settings objects (session fixtures) and vary parameters, which never r
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import jax
@@ -15,6 +18,13 @@ import pytest
 import jaxmodel
 
 jax.config.update("jax_enable_x64", True)
+
+# The CLI turns on JAX's persistent compilation cache. Tests keep it in a temporary folder of their
+# own, shared with the subprocesses they start (which inherit the environment), never in ~/.cache.
+if "LEVELFIELD_CACHE_DIR" not in os.environ:
+    _CACHE = tempfile.mkdtemp(prefix="levelfield-xla-")
+    os.environ["LEVELFIELD_CACHE_DIR"] = _CACHE
+    atexit.register(shutil.rmtree, _CACHE, ignore_errors=True)
 
 #: Settings of the property checks (MODEL.md section 6 asks for N >= 100_000).
 BIG = jaxmodel.Settings(n_agents=100_000, n_firms=500)
