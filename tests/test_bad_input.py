@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 
 from estimation.cli import main
-from jaxmodel import MOMENT_NAMES
+from jaxmodel import DOMAINS, MOMENT_NAMES
 
 GOOD_TARGETS = """moment,value,se,source
 cv_change,-0.22,0.07,a
@@ -228,3 +228,35 @@ def test_a_real_process_exits_2_without_traceback(argv, bad_tmp):
                           timeout=120, cwd=bad_tmp)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
+
+
+def _outside(domain) -> list[float]:
+    """Values just outside a domain: below/at an open lower end, above/at an open upper end, the hole."""
+    out = []
+    if domain.lo is not None:
+        out.append(domain.lo if domain.lo_open else domain.lo - 0.5)
+    if domain.hi is not None:
+        out.append(domain.hi if domain.hi_open else domain.hi + 0.5)
+    if domain.exclude is not None:
+        out.append(domain.exclude)
+    return out
+
+
+OUTSIDE = [(name, value) for name, domain in DOMAINS.items() for value in _outside(domain)]
+
+
+def test_every_bounded_parameter_is_covered():
+    # Parameters without outside values are the real-valued ones (lam, c_bar, zeta): any finite
+    # number is allowed, and non-finite ones are refused by --set itself (cases set-nan, set-inf).
+    unbounded = sorted(n for n in DOMAINS if not _outside(DOMAINS[n]))
+    assert unbounded == sorted(n for n, d in DOMAINS.items() if d.lo is None and d.hi is None and d.exclude is None)
+    assert len({n for n, _ in OUTSIDE}) == len(DOMAINS) - len(unbounded)
+
+
+@pytest.mark.parametrize(("name", "value"), OUTSIDE, ids=[f"{n}={v:g}" for n, v in OUTSIDE])
+def test_every_parameter_outside_its_domain_is_refused(name, value, capsys):
+    # The spec whose parameters these are, so that the value is checked where it is used.
+    spec = "ces" if name in ("rho", "omega") else "partial_multiplicative" if name == "mu" else "additive"
+    code, err = _run([*SIM, "--spec", spec, "--set", f"{name}={value!r}"], capsys)
+    assert code == 2 and "Traceback" not in err
+    assert f"parameter {name}=" in err and "outside its domain" in err and str(DOMAINS[name]) in err, err
