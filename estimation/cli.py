@@ -553,6 +553,11 @@ def build_parser() -> argparse.ArgumentParser:
             "AI compresses skill differences within tasks yet can widen inequality by moving value to "
             "concentrated complementary assets; these commands simulate, estimate and question it."
         ),
+        epilog=(
+            "Compiled programs are kept in a persistent cache (~/.cache/levelfield/xla, or "
+            "$LEVELFIELD_CACHE_DIR; LEVELFIELD_CACHE_DIR=off turns it off), so a second run of the same "
+            "model size starts faster with the same results. Bad input exits with code 2."
+        ),
     )
     try:
         from importlib.metadata import version
