@@ -35,7 +35,8 @@ def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5, precision: str = "float64") -> dict:
+def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5, precision: str = "float64",
+                fp_solver: str = "anderson") -> dict:
     """Compile and run ``moments`` at one size; returns a JSON-able record."""
     import jax
 
@@ -43,7 +44,8 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5,
     from jaxmodel import outcomes
 
     n_firms = max(10, n_agents // 1000)
-    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping, precision=precision)
+    settings = jaxmodel.Settings(n_agents=n_agents, n_firms=n_firms, fp_damping=fp_damping, precision=precision,
+                                 fp_solver=fp_solver)
     params = jaxmodel.baseline()
     rss_import = _rss_mib()
     draws = jax.block_until_ready(jaxmodel.make_draws(seed, settings))
@@ -69,6 +71,7 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5,
         "n_agents": n_agents,
         "n_firms": n_firms,
         "fp_damping": fp_damping,
+        "fp_solver": fp_solver,
         "precision": precision,
         "trace_lower_s": t1 - t0,
         "compile_s": t2 - t1,
@@ -122,6 +125,8 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per size after a warm-up")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--fp-damping", type=float, default=0.5, help="fixed-point damping (MODEL.md: 0.5)")
+    parser.add_argument("--fp-solver", choices=("anderson", "damped"), default="anderson",
+                        help="education fixed-point solver (default anderson; damped is MODEL.md's reference)")
     parser.add_argument("--precision", choices=("float64", "float32"), default="float64",
                         help="float32 also records the float64 moments of the same economy (accuracy)")
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_model.json")
@@ -129,7 +134,7 @@ def main() -> int:
     args = parser.parse_args()
 
     if args.one:
-        print(json.dumps(measure_one(args.one, args.repeats, args.seed, args.fp_damping, args.precision)))
+        print(json.dumps(measure_one(args.one, args.repeats, args.seed, args.fp_damping, args.precision, args.fp_solver)))
         return 0
 
     records = []
@@ -138,7 +143,7 @@ def main() -> int:
         print(f"N = {n:_} ...", file=sys.stderr, flush=True)
         proc = subprocess.run(
             [sys.executable, __file__, "--one", str(n), "--repeats", str(repeats), "--seed", str(args.seed),
-             "--fp-damping", str(args.fp_damping), "--precision", args.precision],
+             "--fp-damping", str(args.fp_damping), "--precision", args.precision, "--fp-solver", args.fp_solver],
             capture_output=True, text=True,
         )
         if proc.returncode != 0:

@@ -3,7 +3,8 @@
 Same equations, same algorithm and the same factorisation of task sums as ``jaxmodel`` (no N x T
 array), written as a careful NumPy user would: arrays of shape (2, O, M) for worker-branches,
 ``np.bincount`` for sums over firms, ``np.argsort`` for ranks and the Gini, and the damped
-fixed-point iteration of MODEL.md. Derivatives, for a NumPy user, are finite differences. A test
+fixed-point iteration of MODEL.md (or, with ``fp_solver="anderson"``, jaxmodel's accelerated solver,
+to compare like with like). Derivatives, for a NumPy user, are finite differences. A test
 checks that its moments equal ``jaxmodel.moments`` to 1e-8 on the same draws.
 
     from benchmarks.numpy_port import moments
@@ -135,18 +136,29 @@ def _state(p, wf, u_K, A, settings):
         rent_share = p["xi"] * rents[wf["firm"]] / per_firm
         return w, b, factor, rents, rent_share, projected
 
-    def choice(P):
-        w, b, factor, rents, rent_share, _ = market(P)
-        income = np.exp(_fitted(b, lq)) * factor[None, :, None] + rent_share[None]
+    o = wf["cost"].shape[0]
+
+    def aggregates(P):
+        """x = (b0 + log factor, b1, b2, xi Pi_j/(N/F)), what the college choice depends on."""
+        _, b, factor, rents, _, _ = market(P)
+        return np.concatenate([b[:, 0] + np.log(factor), b[:, 1], b[:, 2], p["xi"] * rents / per_firm])
+
+    def choose(x):
+        coef = np.stack([x[:o], x[o:2 * o], x[2 * o:3 * o]], axis=1)
+        income = np.exp(_fitted(coef, lq)) + x[3 * o:][wf["firm"]][None]
         return _sigmoid((np.log(income[1] / income[0]) - wf["cost"]) / p["tau"])
 
-    P = np.full_like(wf["cost"], 0.4)
-    it, d = 0, settings["fp_damping"]
-    r = choice(P) - P
-    while it < settings["fp_max_iter"] and np.max(np.abs(r)) > settings["fp_tol"]:
-        P = P + d * r
-        r = choice(P) - P
-        it += 1
+    d = settings["fp_damping"]
+    if settings.get("fp_solver", "damped") == "damped":
+        P = np.full_like(wf["cost"], 0.4)
+        it = 0
+        r = choose(aggregates(P)) - P
+        while it < settings["fp_max_iter"] and np.max(np.abs(r)) > settings["fp_tol"]:
+            P = P + d * r
+            r = choose(aggregates(P)) - P
+            it += 1
+    else:  # Anderson acceleration in the space of the aggregates, as jaxmodel.education
+        P, r, it = _anderson(aggregates, choose, aggregates(np.full_like(wf["cost"], 0.4)), p["tau"], o, settings)
     w, b, factor, rents, rent_share, projected = market(P)
     income = projected * factor[None, :, None] + rent_share[None]
     log_income = np.log(income)
@@ -186,13 +198,60 @@ def _state(p, wf, u_K, A, settings):
     }
 
 
+def _anderson(aggregates, choose, x0, tau, o, settings, memory=5):
+    """Anderson acceleration of x <- aggregates(choose(x)), then plain steps that verify
+    max |Gamma(P) - P| <= fp_tol exactly (the algorithm of ``jaxmodel.education``)."""
+    tol, d, max_iter = settings["fp_tol"], settings["fp_damping"], settings["fp_max_iter"]
+    f_rents = x0.shape[0] - 3 * o
+    weights = np.concatenate([np.ones(3 * o), np.full(f_rents, np.sqrt(3.0 * o / f_rents) / np.exp(np.max(x0[:o])))])
+    x, P, it = x0, choose(x0), 0
+    dF, dG, f_prev, g_prev, norm_prev = [], [], None, None, np.inf
+    while it < max_iter:
+        g = aggregates(P)
+        f = (g - x) * weights
+        norm = np.sqrt(f @ f)
+        it += 1
+        if not np.max(np.abs(f)) > tol * tau:
+            x, P = g, choose(g)
+            break
+        if f_prev is not None:
+            dF.append(f - f_prev), dG.append(g - g_prev)
+            dF, dG = dF[-memory:], dG[-memory:]
+        f_prev, g_prev = f, g
+        if f_prev is not None and norm >= norm_prev and len(dF):
+            dF, dG = [], []
+            x = (1 - d) * x + d * g
+        elif dF:
+            A = np.stack(dF)
+            gram = A @ A.T
+            gram += np.eye(len(dF)) * (1e-12 * np.trace(gram) + 1e-300)
+            gamma = np.linalg.solve(gram, A @ f)
+            x = g - gamma @ np.stack(dG)
+        else:
+            x = g
+        norm_prev = norm
+        P = choose(x)
+    g = aggregates(P)
+    P_g = choose(g)
+    r = P_g - P
+    while it < max_iter and np.max(np.abs(r)) > tol:
+        x, P = g, P_g
+        g = aggregates(P)
+        P_g = choose(g)
+        r = P_g - P
+        it += 1
+    return P, r, it
+
+
 def moments(params: dict, draws: dict, settings: dict) -> dict:
     """The six moments and per-state diagnostics (MODEL.md section 5), from NumPy arrays.
 
     Args:
         params: {name: float} for every MODEL.md parameter.
         draws: {"u_theta", "u_c", "u_o", "u_nu", "u_eps", "u_f": (N,), "u_K": (F,)} NumPy arrays.
-        settings: {"n_firms", "n_tasks", "n_occupations", "spec", "fp_tol", "fp_max_iter", "fp_damping"}.
+        settings: {"n_firms", "n_tasks", "n_occupations", "spec", "fp_tol", "fp_max_iter", "fp_damping"} and
+            optionally "fp_solver": "damped" (MODEL.md's iteration, the default here: what a user writes
+            from the paper) or "anderson" (jaxmodel's algorithm, for a like-for-like comparison).
     """
     wf = _workforce(params, draws, settings["n_firms"], settings["n_occupations"])
     before = _state(params, wf, draws["u_K"], 0.0, settings)
@@ -230,5 +289,5 @@ def from_jax(params, draws, settings) -> tuple[dict, dict, dict]:
         {f.name: np.asarray(getattr(draws, f.name), dtype=np.float64) for f in dataclasses.fields(draws)},
         {"n_firms": settings.n_firms, "n_tasks": settings.n_tasks, "n_occupations": settings.n_occupations,
          "spec": settings.spec, "fp_tol": settings.fp_tol, "fp_max_iter": settings.fp_max_iter,
-         "fp_damping": settings.fp_damping},
+         "fp_damping": settings.fp_damping, "fp_solver": settings.fp_solver},
     )

@@ -28,6 +28,7 @@ from estimation import inference, msm, sensitivity
 from estimation.errors import ConfigError, NumericalError, OutputError
 from estimation.parameters import DEFAULT_FREE, FreeParameters, free_parameters
 from estimation.runfiles import RunFolder
+from estimation.timing import StageClock
 from estimation.targets import Targets, load_targets
 from jaxmodel import MOMENT_NAMES, Settings
 
@@ -44,10 +45,10 @@ class CalibrationConfig:
         bounds: {name: (low, high)} overriding the domain bounds of free parameters.
         weights: "diagonal" (1/se^2), "identity", "optimal" (two-step) or a path to a CSV matrix.
         fixed: {name: value} changes to the baseline for parameters that are not estimated.
-        n_agents, n_firms, n_occupations, n_tasks, spec, precision, fp_damping: model settings.
+        n_agents, n_firms, n_occupations, n_tasks, spec, precision, fp_damping, fp_solver: model settings.
         seed: PRNG seed of the estimation's draws (simulation-noise draws use other keys).
         n_starts: starting points of the multistart.
-        max_iter: most L-BFGS iterations per start; gtol, ftol: stopping rules (msm.Tolerances).
+        max_iter: most optimiser iterations (evaluations) per start; gtol, ftol: stopping rules (msm.Tolerances).
         n_sim: independent draw sets for Omega_sim.
         flip_checks: how many of the closest sign flips to check by re-estimation.
     """
@@ -64,6 +65,7 @@ class CalibrationConfig:
     spec: str = "additive"
     precision: str = "float64"
     fp_damping: float = 0.5
+    fp_solver: str = "anderson"
     seed: int = 0
     n_starts: int = 3
     max_iter: int = 100
@@ -125,7 +127,7 @@ class CalibrationConfig:
                 if not isinstance(value, Mapping):
                     fail(key, "an object {name: value}")
                 out[key] = {str(k): number(key, v) for k, v in value.items()}
-            elif key in ("weights", "spec", "precision"):
+            elif key in ("weights", "spec", "precision", "fp_solver"):
                 if not isinstance(value, str):
                     fail(key, "a string")
                 out[key] = value
@@ -141,6 +143,7 @@ class CalibrationConfig:
         return Settings(
             n_agents=self.n_agents, n_firms=self.n_firms, n_occupations=self.n_occupations,
             n_tasks=self.n_tasks, spec=self.spec, precision=self.precision, fp_damping=self.fp_damping,
+            fp_solver=self.fp_solver,
         )
 
     def tolerances(self) -> msm.Tolerances:
@@ -272,6 +275,12 @@ class Result:
     inputs: dict
     seconds: float
     versions: dict
+    timing: dict = dataclasses.field(default_factory=dict)
+
+    def timing_record(self) -> dict:
+        """What timing.json holds: the wall time, and per stage its compile and run time."""
+        return {"seconds": self.seconds, "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                **self.timing}
 
     @property
     def errors(self) -> np.ndarray:
@@ -357,7 +366,7 @@ def fixed_point_report(m: jaxmodel.Moments, settings: Settings) -> dict:
         residual, iterations = float(state["fp_residual"]), int(state["fp_iterations"])
         states[name] = {"residual": residual, "iterations": iterations,
                         "converged": bool(np.isfinite(residual) and residual <= settings.tol)}
-    return {"tol": settings.tol, "max_iter": settings.fp_max_iter, "states": states}
+    return {"tol": settings.tol, "max_iter": settings.fp_max_iter, "solver": settings.fp_solver, "states": states}
 
 
 def versions() -> dict:
@@ -394,34 +403,27 @@ class _Checkpointer:
             self.meta.update(extra)
         arrays = {}
         if batch is not None:
-            leaves = jax.tree_util.tree_leaves(batch.states)
-            arrays = {f"leaf{i}": np.asarray(x) for i, x in enumerate(leaves)}
-            arrays.update(U=batch.U, T=batch.T, stalls=batch.stalls, done=batch.done)
+            arrays = batch.arrays()
             self.meta[f"{stage}_batch"] = {"iteration": batch.iteration, "status": batch.status, "history": batch.history}
         self.meta["stage"] = stage
         self.folder.save_checkpoint(arrays, self.meta)
 
     @staticmethod
-    def restore(arrays: dict, meta: dict, template) -> msm.BatchState:
-        leaves, treedef = jax.tree_util.tree_flatten(template)
-        states = jax.tree_util.tree_unflatten(
-            treedef, [jnp.asarray(arrays[f"leaf{i}"], dtype=leaf.dtype) for i, leaf in enumerate(leaves)]
-        )
-        return msm.BatchState(
-            U=arrays["U"], T=arrays["T"], states=states, iteration=int(meta["iteration"]), stalls=arrays["stalls"].astype(int),
-            done=arrays["done"].astype(bool), status=list(meta["status"]), history=[list(h) for h in meta["history"]],
-        )
+    def restore(arrays: dict, meta: dict) -> msm.BatchState:
+        fields = {name: np.array(arrays[name]) for name in msm.BatchState.ARRAYS}
+        fields["done"] = fields["done"].astype(bool)
+        return msm.BatchState(**fields, status=list(meta["status"]), history=[list(h) for h in meta["history"]],
+                              iteration=int(meta["iteration"]))
 
 
-def _optimise(stage: str, U0: np.ndarray, starts: np.ndarray, data, problem, tol, checkpointer: _Checkpointer,
-              arrays: dict | None, progress: Callable | None) -> list[msm.StartRecord]:
-    """Run (or resume) one stage of the batched optimisation; returns one record per start."""
+def _optimise(stage: str, theta0: np.ndarray, starts: np.ndarray, free: FreeParameters, data, problem, tol,
+              checkpointer: _Checkpointer, arrays: dict | None, progress: Callable | None) -> list[msm.StartRecord]:
+    """Run (or resume) one stage of the optimisation; returns one record per start."""
     meta = checkpointer.meta.get(f"{stage}_batch")
     if arrays is not None and meta is not None and checkpointer.meta.get("stage") == stage:
-        template = jax.eval_shape(msm.init_batch, jnp.asarray(U0), jnp.asarray(arrays["T"]), data, problem)
-        batch = _Checkpointer.restore(arrays, meta, template)
+        batch = _Checkpointer.restore(arrays, meta)
     else:
-        batch = msm.new_batch(U0, data, problem)
+        batch = msm.new_batch(theta0, data, problem)
         checkpointer.save(stage, batch)
 
     def on_iteration(b: msm.BatchState) -> None:
@@ -429,39 +431,34 @@ def _optimise(stage: str, U0: np.ndarray, starts: np.ndarray, data, problem, tol
         if progress is not None:
             progress(stage, b)
 
-    batch = msm.run_batch(batch, data, problem, tol, on_iteration)
-    return msm.finish_starts(batch, starts, data, problem, tol)
+    batch = msm.run_batch(batch, data, problem, free, tol, on_iteration)
+    return msm.finish_starts(batch, starts, free, data)
 
 
 def _record_to_json(r: msm.StartRecord) -> dict:
     return {"start": r.start.tolist(), "theta": r.theta.tolist(), "u": r.u.tolist(), "value": r.value,
             "grad_norm": r.grad_norm, "iterations": r.iterations, "status": r.status, "method": r.method,
-            "history": r.history}
+            "history": r.history, "fp_iterations": r.fp_iterations}
 
 
 def _record_from_json(d: dict) -> msm.StartRecord:
     return msm.StartRecord(start=np.array(d["start"]), theta=np.array(d["theta"]), u=np.array(d["u"]),
                            value=float(d["value"]), grad_norm=float(d["grad_norm"]), iterations=int(d["iterations"]),
-                           status=d["status"], method=d["method"], history=list(d["history"]))
+                           status=d["status"], method=d["method"], history=list(d["history"]),
+                           fp_iterations=int(d.get("fp_iterations", 0)))
 
 
-def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, data, problem, tol,
-               batch_size: int) -> np.ndarray:
+def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, data, problem, tol
+               ) -> tuple[np.ndarray, np.ndarray]:
     """Re-estimate from each row of ``starts`` (c, k) with the targets of the same row (c, m).
 
-    Rows run together in batches of ``batch_size`` (the multistart's size, padded by repeating the
-    last row) so that the compiled batch of the main optimisation is reused. Returns thetas (c, k).
+    Rows run as one batch without pruning (their targets differ). Returns the estimates (c, k) and
+    the model moments there (c, m).
     """
-    out = []
-    for lo in range(0, starts.shape[0], batch_size):
-        rows = list(range(lo, min(lo + batch_size, starts.shape[0])))
-        rows += [rows[-1]] * (batch_size - len(rows))
-        theta0 = np.stack([free.inside(starts[r], margin=1e-9) for r in rows])
-        U0 = np.stack([free.to_u(t) for t in theta0])
-        batch = msm.run_batch(msm.new_batch(U0, data, problem, T=targets[rows]), data, problem, tol)
-        records = msm.finish_starts(batch, theta0, data, problem, tol)
-        out.extend(r.theta for r in records[: min(batch_size, starts.shape[0] - lo)])
-    return np.stack(out)
+    theta0 = np.stack([free.inside(row, margin=1e-9) for row in starts])
+    batch = msm.run_batch(msm.new_batch(theta0, data, problem, T=targets), data, problem, free, tol, prune=False)
+    records = msm.finish_starts(batch, theta0, free, data)
+    return np.stack([r.theta for r in records]), batch.M.copy()
 
 
 def calibrate(
@@ -499,6 +496,8 @@ def calibrate(
     else:
         resumed = False
     started = time.perf_counter()
+    clock = StageClock()
+    clock.switch("draws")
     say = (lambda text: progress("step", text)) if progress is not None else (lambda text: None)
 
     problem = msm.Problem(settings=settings)
@@ -507,15 +506,15 @@ def calibrate(
                            weights=jnp.asarray(weights))
     tol = config.tolerances()
     starts = msm.starting_points(free, base, config.n_starts, config.seed)
-    U0 = np.stack([free.to_u(s) for s in starts])
 
+    clock.switch("optimisation")
     checkpointer = _Checkpointer(folder, None)
     arrays = checkpointer.load() if resumed else None
     if "stage1_records" in checkpointer.meta:
         records = [_record_from_json(d) for d in checkpointer.meta["stage1_records"]]
     else:
         say(f"Optimising from {config.n_starts} start(s), N = {settings.n_agents:_}")
-        records = _optimise("stage1", U0, starts, data, problem, tol, checkpointer, arrays, progress)
+        records = _optimise("stage1", starts, starts, free, data, problem, tol, checkpointer, arrays, progress)
         checkpointer.save("stage1_done", None, {"stage1_records": [_record_to_json(r) for r in records]})
     finite = [i for i, r in enumerate(records) if np.isfinite(r.value)]
     if not finite:
@@ -532,6 +531,7 @@ def calibrate(
 
     stage2 = None
     if config.weights == "optimal":
+        clock.switch("two-step")
         say("Two-step: optimal weights from the first-step estimate")
         omega_sim1 = msm.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings, config.n_sim)
         weights = np.linalg.inv(targets.covariance + omega_sim1)
@@ -541,9 +541,8 @@ def calibrate(
         else:
             # Every first-step end point starts the second step (same batch size: no recompilation).
             starts2 = np.stack([free.inside(r.theta, margin=1e-9) for r in records])
-            U2 = np.stack([free.to_u(t) for t in starts2])
             arrays2 = arrays if checkpointer.meta.get("stage") == "stage2" else None
-            records2 = _optimise("stage2", U2, starts2, data, problem, tol, checkpointer, arrays2, progress)
+            records2 = _optimise("stage2", starts2, starts2, free, data, problem, tol, checkpointer, arrays2, progress)
             checkpointer.save("stage2_done", None, {"stage2_records": [_record_to_json(r) for r in records2]})
         finite2 = [i for i, r in enumerate(records2) if np.isfinite(r.value)]
         best2 = min(finite2, key=lambda i: records2[i].value)
@@ -552,13 +551,21 @@ def calibrate(
                   "criterion": rec2.value, "start": best2}
         theta = rec2.theta
 
+    clock.switch("inference")
     say("Jacobian, simulation noise and inference at the estimate")
     theta_j = jnp.asarray(theta)
     params_hat = free.params(base, theta_j)
-    at_estimate = jaxmodel.moments(params_hat, draws, settings)
+    # The moments and G at the estimate from one cold evaluation (the optimiser's own program).
+    G, at_estimate = msm.evaluate(theta_j, jaxmodel.outcomes.cold(settings), data, problem)
     model = np.asarray(at_estimate.vector())
     fixed_point = fixed_point_report(at_estimate, settings)
-    jac = np.asarray(msm.jacobian(theta_j, data, problem))
+    evaluations = sum(r.iterations for r in records)
+    fixed_point["optimisation"] = {
+        "evaluations": evaluations,
+        "mean_iterations_per_evaluation": sum(r.fp_iterations for r in records) / (2 * max(evaluations, 1)),
+        "note": "fixed-point iterations per state and evaluation in stage 1, warm-started from the last accepted point",
+    }
+    jac = np.asarray(G)
     omega_sim = msm.simulation_noise(params_hat, sim_key, settings, config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.values
@@ -587,6 +594,7 @@ def calibrate(
         gini = MOMENT_NAMES.index("gini_change")
         checks = sensitivity.closest_flips(decomposition, config.flip_checks)
         if checks:
+            clock.switch("flip checks")
             say("Re-estimating with the targets that flip Delta Gini soonest: "
                 + ", ".join(f"{t['moment']} {t['se_to_flip_sign']:+.2f} se" for t in checks))
             idx = [MOMENT_NAMES.index(t["moment"]) for t in checks]
@@ -595,10 +603,10 @@ def calibrate(
             shifted[np.arange(len(checks)), idx] += shifts
             # Each starts from its first-order prediction theta_hat - Lambda[:, i] shift.
             predicted = np.stack([theta - lam[:, i] * d for i, d in zip(idx, shifts)])
-            thetas = reestimate(predicted, shifted, free, data, problem, tol, config.n_starts)
+            thetas, flipped_moments = reestimate(predicted, shifted, free, data, problem, tol)
             m6_0 = float(model[gini])
-            for t, i, d, theta_f in zip(checks, idx, shifts, thetas):
-                m6 = float(msm.model_moments(jnp.asarray(theta_f), data, problem)[gini])
+            for t, i, d, theta_f, m_f in zip(checks, idx, shifts, thetas, flipped_moments):
+                m6 = float(m_f[gini])
                 # Secant through (0, m6_0) and (shift, m6): where Delta Gini crosses 0.
                 secant = d * m6_0 / (m6_0 - m6) if m6 != m6_0 else math.inf
                 flips.append({
@@ -621,8 +629,17 @@ def calibrate(
     if folder is not None:
         from estimation import results as results_io
 
+        clock.switch("files")
         say(f"Writing {folder.out}")
         folder.staging.mkdir(parents=True, exist_ok=True)
         results_io.write_results(result, folder.staging)
         folder.publish()
+    clock.stop()
+    result.timing = clock.to_dict()
+    result.seconds = time.perf_counter() - started
+    if folder is not None:
+        from estimation.runfiles import atomic_write_json
+
+        # timing.json holds the wall time and is the one file that differs between repeated runs.
+        atomic_write_json(Path(folder.out) / "timing.json", result.timing_record())
     return result

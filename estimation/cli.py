@@ -207,7 +207,8 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         config = CalibrationConfig(
             targets=args.targets, bounds=bounds, weights=args.weights, fixed=parse_assignments(args.assignments),
             n_agents=args.agents, n_firms=args.firms, n_occupations=args.occupations, n_tasks=args.tasks,
-            spec=args.spec, precision=args.precision, fp_damping=args.fp_damping, seed=args.seed,
+            spec=args.spec, precision=args.precision, fp_damping=args.fp_damping,
+            fp_solver=args.fp_solver, seed=args.seed,
             n_starts=args.starts, max_iter=args.max_iter, n_sim=args.sim_sets, flip_checks=args.flip_checks,
         )
         if free is not None:
@@ -219,7 +220,10 @@ def _run_calibrate(args: argparse.Namespace) -> int:
         display.calibration_report(result)
     for warning in result.warnings:
         print(f"levelfield calibrate: warning: {warning}", file=sys.stderr)
-    display.console.print(f"Results in {Path(out).absolute()} ({result.seconds:.0f} s).")
+    total = result.timing.get("total", {})
+    split = (f"; {total['compile_s']:.0f} s tracing and compiling, {total['run_s']:.0f} s computing"
+             if total else "")
+    display.console.print(f"Results in {Path(out).absolute()} ({result.seconds:.0f} s{split}).")
     return 0
 
 
@@ -236,7 +240,7 @@ def _base_and_settings(args: argparse.Namespace):
         settings = Settings(
             n_agents=config["n_agents"], n_firms=config["n_firms"], n_occupations=config["n_occupations"],
             n_tasks=config["n_tasks"], spec=config["spec"], precision=config["precision"],
-            fp_damping=config["fp_damping"],
+            fp_damping=config["fp_damping"], fp_solver=config.get("fp_solver", "anderson"),
         )
         return params, settings, int(config["seed"]), f"calibration in {args.from_dir}"
     params, settings = model_inputs(args)
@@ -586,7 +590,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="estimate the model by the method of simulated moments (the main job)",
         description=(
             "Estimate the free parameters by the method of simulated moments (MODEL.md section 7): "
-            "minimise g'Wg with g = m(theta) - m_data by L-BFGS with exact autodiff gradients from "
+            "minimise g'Wg with g = m(theta) - m_data by Levenberg-Marquardt with exact autodiff Jacobians from "
             "several starts, then report standard errors (with simulation noise), the J test, "
             "Andrews-Gentzkow-Shapiro sensitivity, local identification and what pins the sign of "
             "Delta Gini. Results go to --out (never overwritten without --force); an interrupted run "
@@ -605,13 +609,18 @@ def build_parser() -> argparse.ArgumentParser:
                      help="diagonal (1/se^2, default), identity, optimal (two-step) or a CSV matrix file")
     est.add_argument("--starts", type=_positive_int, default=3, metavar="S", help="starting points (default 3)")
     est.add_argument("--max-iter", type=_positive_int, default=100, metavar="K",
-                     help="most L-BFGS iterations per start (default 100)")
+                     help="most optimiser iterations (evaluations of the moments and their Jacobian) per start (default 100)")
     est.add_argument("--sim-sets", type=_positive_int, default=20, metavar="R",
                      help="independent draw sets for the simulation noise Omega_sim (default 20)")
     est.add_argument("--flip-checks", type=int, default=2, metavar="K",
                      help="closest Delta Gini sign flips to check by re-estimation (default 2)")
+    est.add_argument("--fp-solver", choices=("anderson", "damped"), default="anderson",
+                     help="solver of the education fixed point: anderson (default, accelerated in the space of "
+                          "the aggregates Gamma depends on) or damped (MODEL.md's reference iteration); the same "
+                          "fixed point to fp_tol either way")
     est.add_argument("--fp-damping", type=float, default=0.5, metavar="D",
-                     help="damping of the education fixed point, in (0, 1] (default 0.5, MODEL.md)")
+                     help="damping in (0, 1] of the damped solver and of the Anderson solver's safeguard steps "
+                          "(default 0.5, MODEL.md)")
     runs = calib.add_argument_group("results")
     runs.add_argument("--out", type=Path, metavar="DIR",
                       help="results folder (default runs/calibrate-<date>-<time>)")

@@ -7,7 +7,7 @@ be one-sided). The optimiser works on u in R^k with
 - only an upper bound: theta = hi - u^2;
 - none: theta = u.
 These smooth maps reach a bound at a finite u where dtheta/du = 0, so a bound that binds is an
-ordinary minimum in u and L-BFGS converges to it; maps that reach bounds only in the limit
+ordinary minimum in u and the optimiser converges to it; maps that reach bounds only in the limit
 (logistic, exponential) made the optimiser creep towards u = -inf (48 iterations against 32 in the
 default calibration at N = 4000, same criterion). At an open end of a domain (sigma > 0) the model
 is not finite, the criterion is +inf and the line search backs off. An estimate within 0.1% of the
@@ -103,6 +103,23 @@ class FreeParameters:
     def to_theta(self, u) -> jax.Array:
         """theta(u): (k,) bounded parameters from (k,) unconstrained coordinates."""
         return theta_of_u(jnp.asarray(u, dtype=jnp.float64), self.arrays())
+
+    def theta_and_slope(self, u) -> tuple[np.ndarray, np.ndarray]:
+        """theta(u) and dtheta/du elementwise, in NumPy (the optimiser's host side): two (k,)."""
+        u = np.asarray(u, dtype=np.float64)
+        theta, slope = np.empty_like(u), np.empty_like(u)
+        for j in range(self.size):
+            a, b, x = self.lower[j], self.upper[j], u[j]
+            if math.isfinite(a) and math.isfinite(b):
+                theta[j] = a + (b - a) * math.sin(x) ** 2
+                slope[j] = (b - a) * math.sin(2.0 * x)
+            elif math.isfinite(a):
+                theta[j], slope[j] = a + x * x, 2.0 * x
+            elif math.isfinite(b):
+                theta[j], slope[j] = b - x * x, -2.0 * x
+            else:
+                theta[j], slope[j] = x, 1.0
+        return theta, slope
 
     def to_u(self, theta) -> np.ndarray:
         """u(theta), the inverse map (the branch with u >= 0); theta must lie inside the bounds."""

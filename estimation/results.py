@@ -50,8 +50,7 @@ def write_results(result, folder: Path) -> None:
     atomic_write_json(folder / "report.json", to_jsonable(result.to_report()))
     # Wall time and date apart from the results, so that every other file is bit-identical when
     # the same run is repeated.
-    atomic_write_json(folder / "timing.json", {"seconds": result.seconds,
-                                               "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+    atomic_write_json(folder / "timing.json", result.timing_record())
 
 
 def _png(fig) -> bytes:

@@ -1,15 +1,39 @@
 """Education (MODEL.md section 4): the college choice and its fixed point.
 
 The agent compares the incomes it can foresee with and without college,
-P_i = L((log W~_i1 - log W~_i0 - c_i) / tau), and the market that sets W~ depends on everybody's
-P. The fixed point P = Gamma(P) is found by damped iteration P <- (1 - d) P + d Gamma(P) from
-P = 0.4 until max |Gamma(P) - P| < tol (at most ``fp_max_iter`` iterations).
+P_i = L((log W~_i1 - log W~_i0 - c_i) / tau), with
+W~_ie = exp(b_o0 + log factor_o + b_o1 log q_ie + b_o2 e) + xi Pi_j / (N/F). Gamma(P) therefore
+depends on P only through the aggregates
+
+    x = (b_o0 + log factor_o, b_o1, b_o2 for every occupation o, xi Pi_j / (N/F) for every firm j),
+
+3 O + F numbers (130 at O = 10, F = 100). Write ``choice(x)`` for the probabilities these
+aggregates imply and ``market(P)`` for the aggregates that probabilities P imply
+(``clear_market``): then Gamma = choice o market, and P* = Gamma(P*) exactly when
+x* = market(choice(x*)) and P* = choice(x*). The solver works in that small space.
+
+Solvers (``Settings.fp_solver``; the fixed point, not the path to it, is the model):
+
+- "anderson" (default): Anderson acceleration (type II, memory :data:`ANDERSON_MEMORY`) of
+  x <- market(choice(x)). Each iteration makes one pass over the agents for ``market`` and two
+  cheap ones for ``choice``; its least-squares problem is (3 O + F) x m. Safeguard: an iteration
+  whose residual does not fall is followed by a damped step x <- (1 - d) x + d market(choice(x))
+  (d = ``fp_damping``) with the history cleared; these fallbacks are counted in the diagnostics.
+- "damped": the reference of MODEL.md, P <- (1 - d) P + d Gamma(P) from P = 0.4 on the (O, M)
+  probabilities.
+
+Both stop when max |Gamma(P) - P| <= tol at the P they return (measured exactly: Gamma(P) is
+choice(market(P))), or after ``fp_max_iter`` iterations. A cold start begins at P = 0.4, a warm
+start at given aggregates x0 (for example those of a nearby parameter value).
 
 Derivatives (forward and reverse mode) come from the implicit function theorem through
-``jax.lax.custom_root``: dP*/dtheta = (I - Gamma_P)^{-1} Gamma_theta. The (N, N) Jacobian Gamma_P
-is never formed: its linear systems, and their transposes for reverse mode, are solved by the same
-damped iteration, x <- x + d (J x - b) with J = Gamma_P - I, whose iteration matrix
-(1 - d) I + d Gamma_P is that of the primal iteration, so it converges whenever the primal does.
+``jax.lax.custom_root`` on the aggregates: dx*/dtheta = (I - D)^{-1} d market(choice(x))/dtheta
+with D the Jacobian of x -> market(choice(x)), then P* = choice(x*). The linear systems
+(I - D) v = b and their transposes are (3 O + F)-dimensional; they are solved by GMRES with
+matrix-vector products by ``jvp``/``vjp`` (one pass over the agents each), which for this spectrum
+(eigenvalues of D between about -0.35 and 0.2) converges in about ten products to the relative
+tolerance ``Settings.tangent_tol`` (1e-8 by default: derivatives to about 1e-8 relative, a hundred
+times finer than central differences can check, and a third of the products that 1e-10 takes).
 """
 
 from __future__ import annotations
@@ -19,70 +43,235 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
-from jaxmodel.market import Economy, clear_market, foreseen_incomes
+from jaxmodel.market import Economy, Market, clear_market
+from jaxmodel.screening import fitted
 from jaxmodel.settings import Settings
 
 #: Starting value of every P_i (MODEL.md section 4).
 P_START = 0.4
+#: Past iterations Anderson acceleration combines.
+ANDERSON_MEMORY = 5
+#: Krylov dimension of GMRES before a restart in the tangent solves.
+GMRES_RESTART = 30
 
 
 class FixedPointInfo(NamedTuple):
-    """Diagnostics of the education fixed point."""
+    """Diagnostics of the education fixed point (floats: custom_root's aux must be)."""
 
-    iterations: jax.Array  # shape=(), float: iterations taken (a float: custom_root's aux must be)
-    residual: jax.Array  # shape=(), float: max |Gamma(P) - P| at the returned P
+    iterations: jax.Array  # shape=(): iterations taken
+    residual: jax.Array  # shape=(): max |Gamma(P) - P| at the returned P
+    fallbacks: jax.Array  # shape=(): safeguard (damped) steps taken by the Anderson solver
 
 
-def college_choice(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.Array:
-    """Gamma(P): the college probabilities implied by the market at probabilities P, (O, M)."""
-    market = clear_market(params, econ, P, settings)
-    income = foreseen_incomes(econ, market)
+def n_aggregates(settings: Settings) -> int:
+    """3 O + F: the size of the aggregates Gamma depends on."""
+    return 3 * settings.n_occupations + settings.n_firms
+
+
+def aggregates(params, econ: Economy, market: Market, settings: Settings) -> jax.Array:
+    """x = (b_o0 + log factor_o, b_o1, b_o2, xi Pi_j/(N/F)): (3 O + F,) from a cleared market."""
+    level = market.wage_coef[:, 0] + jnp.log(market.wage_factor)
+    rent = params.xi * market.rents / settings.agents_per_firm
+    return jnp.concatenate([level, market.wage_coef[:, 1], market.wage_coef[:, 2], rent])
+
+
+def choice(params, econ: Economy, x: jax.Array, settings: Settings) -> jax.Array:
+    """P = L((log W~_1 - log W~_0 - c)/tau) at aggregates x: (O, M).
+
+    W~_ie = exp(b_o0 + log factor_o + b_o1 log q_ie + b_o2 e) + xi Pi_j/(N/F).
+    """
+    o = settings.n_occupations
+    coef = jnp.stack([x[:o], x[o:2 * o], x[2 * o:3 * o]], axis=1)
+    rent = jnp.take(x[3 * o:], econ.firm)
+    income = jnp.exp(fitted(coef, econ.foreseen_signal)) + rent[None]
     gain = jnp.log(income[1] / income[0])  # one log per agent instead of two
     return jax.nn.sigmoid((gain - econ.cost) / params.tau)
 
 
-def _damped_iteration(residual_fn, x0, b, damping: float, tol, max_iter: int):
-    """Iterate x <- x + d (r(x) - b) until max |r(x) - b| <= tol; returns (x, iterations, residual)."""
+def market_map(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.Array:
+    """market(P): the aggregates (3 O + F,) of the labour market at probabilities P."""
+    return aggregates(params, econ, clear_market(params, econ, P, settings), settings)
+
+
+def college_choice(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.Array:
+    """Gamma(P) = choice(market(P)): the college probabilities implied by probabilities P, (O, M)."""
+    return choice(params, econ, market_map(params, econ, P, settings), settings)
+
+
+def cold_start(params, econ: Economy, settings: Settings) -> jax.Array:
+    """The aggregates at P = 0.4 for every agent, where a cold solve begins: (3 O + F,)."""
+    return market_map(params, econ, jnp.full_like(econ.cost, P_START), settings)
+
+
+def _norm_weights(x: jax.Array, settings: Settings) -> jax.Array:
+    """Weights of Anderson's least squares: 1 for the projection's coefficients, and the rents
+    relative to the occupations' wage level (what moves a log income), each block of equal total
+    weight. They shape the path only, never the fixed point."""
+    o, f = settings.n_occupations, settings.n_firms
+    scale = jnp.exp(jnp.max(x[:o]))
+    rent_w = jnp.full((f,), 1.0, x.dtype) / scale * jnp.sqrt(3.0 * o / f)
+    return jax.lax.stop_gradient(jnp.concatenate([jnp.ones((3 * o,), x.dtype), rent_w]))
+
+
+class _AndersonState(NamedTuple):
+    x: jax.Array  # (D,) current aggregates (not yet valid before the first step of a cold start)
+    P: jax.Array  # (O, M) choice(x), or P = 0.4 before the first step of a cold start
+    it: jax.Array  # () int32 steps taken
+    res: jax.Array  # () max |P_new - P| of the last step: max |Gamma(P) - P| when it was plain
+    norm: jax.Array  # () weighted 2-norm of f = market(P) - x at the previous step
+    weights: jax.Array  # (D,) weights of the least squares, fixed at the first step
+    f_prev: jax.Array  # (D,) weighted f of the previous step
+    g_prev: jax.Array  # (D,) market(P) of the previous step
+    dF: jax.Array  # (m, D) differences of weighted f
+    dG: jax.Array  # (m, D) differences of g
+    count: jax.Array  # () int32 valid columns of the history
+    fallbacks: jax.Array  # () int32 safeguard steps
+    verify: jax.Array  # () bool: plain steps only (phase 2)
+    done: jax.Array  # () bool
+
+
+def _anderson(step, choose, x0: jax.Array, P0: jax.Array, tau, settings: Settings):
+    """Anderson acceleration of x <- step(choose(x)), with an exact stopping test on P.
+
+    One loop, each iteration one ``step`` (a pass over the agents) and one ``choose``:
+
+    1. Anderson steps while the weighted residual max |w (g - x)| of the aggregates exceeds
+       tol tau (a change dx of the aggregates moves P by about dx / (4 tau) per unit of log
+       income). The first step is plain (x <- g), which also turns the cold start P = 0.4 into
+       aggregates.
+    2. Then plain steps x <- g, P <- choose(g), for which max |P_new - P| = max |Gamma(P) - P|
+       exactly, until it is <= tol: the tolerance of MODEL.md is verified on P itself (usually by
+       one step). The P so verified is returned, with its aggregates.
+
+    Args:
+        x0: (D,) warm-start aggregates with P0 = choose(x0), or anything with P0 = 0.4 (cold).
+
+    Returns:
+        (x, P = choose(x), info).
+    """
+    m, tol, d = ANDERSON_MEMORY, settings.tol, settings.fp_damping
+    agg_tol = tol * jax.lax.stop_gradient(tau)
+    dim, dtype = x0.shape[0], x0.dtype
+
+    def body(s: _AndersonState) -> _AndersonState:
+        g = step(s.P)
+        first = s.it == 0
+        weights = jnp.where(first, _norm_weights(jax.lax.stop_gradient(g), settings), s.weights)
+        f = (g - s.x) * weights
+        norm = jnp.sqrt(jnp.sum(f * f))
+        verify = s.verify | (~first & ~(jnp.max(jnp.abs(f)) > agg_tol))  # NaN also ends phase 1
+        plain = verify | first
+        has_prev = s.it >= 2  # f of the first step is measured against a start that may be cold
+        slot = s.it % m
+        dF = jnp.where(has_prev, s.dF.at[slot].set(f - s.f_prev), s.dF)
+        dG = jnp.where(has_prev, s.dG.at[slot].set(g - s.g_prev), s.dG)
+        count = jnp.where(has_prev, jnp.minimum(s.count + 1, m), s.count)
+        # Safeguard: a residual that did not fall means the last accelerated step did not help.
+        fallback = ~plain & has_prev & (norm >= s.norm)
+        count = jnp.where(fallback, 0, count)
+        valid = jnp.arange(m) < count
+        # gamma = argmin |f - dF' gamma| over the valid columns (ridge-regularised normal equations).
+        dFv = jnp.where(valid[:, None], dF, 0.0)
+        gram = dFv @ dFv.T
+        gram = gram + jnp.diag(jnp.where(valid, 1e-12 * jnp.trace(gram) + jnp.finfo(dtype).tiny, 1.0))
+        gamma = jnp.where(valid, jnp.linalg.solve(gram, dFv @ f), 0.0)
+        accelerated = g - gamma @ jnp.where(valid[:, None], dG, 0.0)
+        x_new = jnp.where(plain, g, jnp.where(fallback, (1.0 - d) * s.x + d * g, accelerated))
+        P_new = choose(x_new)
+        res = jnp.max(jnp.abs(P_new - s.P))
+        # A plain step measured Gamma(P) - P exactly; P (not yet P_new) is then the answer.
+        done = plain & ~first & ~(res > tol)
+        keep = lambda old, new: jnp.where(done, old, new)  # noqa: E731
+        return _AndersonState(
+            x=keep(s.x, x_new), P=keep(s.P, P_new), it=s.it + 1, res=res, norm=norm, weights=weights,
+            f_prev=f, g_prev=g, dF=dF, dG=dG, count=count, fallbacks=s.fallbacks + fallback.astype(jnp.int32),
+            verify=verify, done=done,
+        )
+
+    zeros = jnp.zeros((m, dim), dtype)
+    init = _AndersonState(
+        x=x0, P=P0, it=jnp.int32(0), res=jnp.asarray(jnp.inf, dtype), norm=jnp.asarray(jnp.inf, dtype),
+        weights=jnp.ones_like(x0), f_prev=jnp.zeros_like(x0), g_prev=jnp.zeros_like(x0), dF=zeros, dG=zeros,
+        count=jnp.int32(0), fallbacks=jnp.int32(0), verify=jnp.asarray(False), done=jnp.asarray(False),
+    )
+    s = jax.lax.while_loop(lambda s: (~s.done) & (s.it < settings.fp_max_iter), body, init)
+    return s.x, s.P, FixedPointInfo(s.it.astype(dtype), s.res, s.fallbacks.astype(dtype))
+
+
+def _damped(step, choose, settings: Settings, P0: jax.Array) -> tuple[jax.Array, jax.Array, FixedPointInfo]:
+    """MODEL.md's reference: P <- (1 - d) P + d Gamma(P) from P0 until max |Gamma(P) - P| <= tol.
+
+    Returns (x = market(P), P, info).
+    """
+    d, tol = settings.fp_damping, settings.tol
 
     def cond(carry):
         _, it, res, _ = carry
-        return (it < max_iter) & (res > tol)
+        return (it < settings.fp_max_iter) & (res > tol)
 
     def body(carry):
-        x, it, _, r = carry
-        x = x + damping * r
-        r = residual_fn(x) - b
-        return x, it + 1, jnp.max(jnp.abs(r)), r
+        P, it, _, r = carry
+        P = P + d * r
+        r = choose(step(P)) - P
+        return P, it + 1, jnp.max(jnp.abs(r)), r
 
-    r0 = residual_fn(x0) - b
-    x, it, res, _ = jax.lax.while_loop(cond, body, (x0, jnp.int32(0), jnp.max(jnp.abs(r0)), r0))
-    return x, it, res
+    r0 = choose(step(P0)) - P0
+    P, it, res, _ = jax.lax.while_loop(cond, body, (P0, jnp.int32(0), jnp.max(jnp.abs(r0)), r0))
+    zero = jnp.zeros((), P.dtype)
+    return step(P), P, FixedPointInfo(it.astype(P.dtype), res, zero)
 
 
-def solve_education(params, econ: Economy, settings: Settings) -> tuple[jax.Array, FixedPointInfo]:
+def solve_education(
+    params, econ: Economy, settings: Settings, start: jax.Array | None = None
+) -> tuple[jax.Array, jax.Array, FixedPointInfo]:
     """The fixed point P* = Gamma(P*), differentiable in every parameter ``Gamma`` closes over.
 
+    Args:
+        start: (3 O + F,) aggregates to start from (a warm start), or None for P = 0.4; a start
+            that is not finite also starts cold. The start changes the path, never the fixed point, and
+            carries no derivative.
+
     Returns:
-        P*: (O, M) college probabilities, and the iteration count and residual.
+        (P*, x*, info): (O, M) college probabilities, the (3 O + F,) aggregates x* = market(P*),
+        and the iteration count, residual and fallback steps.
     """
-    tol, damping, max_iter = settings.tol, settings.fp_damping, settings.fp_max_iter
 
-    def excess(P):
-        return college_choice(params, econ, P, settings) - P
+    def step(P):
+        return market_map(params, econ, P, settings)
 
-    def solve(f, P0):
-        zero = jnp.zeros_like(P0)
-        P, it, res = _damped_iteration(f, P0, zero, damping, tol, max_iter)
-        return P, FixedPointInfo(it.astype(P.dtype), res)
+    def choose(x):
+        return choice(params, econ, x, settings)
+
+    def excess(x):
+        return step(choose(x)) - x
+
+    if start is None:
+        warm = jnp.asarray(False)
+        x0 = jnp.zeros((n_aggregates(settings),), econ.cost.dtype)
+    else:
+        start = jax.lax.stop_gradient(start).astype(econ.cost.dtype)
+        warm = jnp.all(jnp.isfinite(start))
+        x0 = jnp.where(warm, start, 0.0)
+
+    def solve(f, x0):
+        del f  # the solvers use step and choose, whose composition is f + identity
+        P0 = jnp.where(warm, choose(x0), P_START)
+        if settings.fp_solver == "damped":
+            x, _, info = _damped(step, choose, settings, P0)
+        else:
+            x, _, info = _anderson(step, choose, x0, P0, params.tau, settings)
+        return x, info
 
     def linear_solve(matvec, b):
-        # Relative tolerance: the tangent system inherits the scale of its right-hand side.
-        scale = jnp.maximum(jnp.max(jnp.abs(b)), jnp.finfo(b.dtype).tiny)
-        x, _, _ = _damped_iteration(matvec, -b, b, damping, tol * scale, max_iter)
+        # (I - D) v = -b in the small space of aggregates; custom_root hands us J = D - I.
+        x, _ = jax.scipy.sparse.linalg.gmres(
+            matvec, b, tol=settings.tangent_tol, atol=0.0, restart=GMRES_RESTART,
+            maxiter=max(1, settings.fp_max_iter // GMRES_RESTART), solve_method="incremental",
+        )
         return x
 
     def tangent_solve(g, y):
         return jax.lax.custom_linear_solve(g, y, solve=linear_solve, transpose_solve=linear_solve)
 
-    P0 = jnp.full_like(econ.cost, P_START)
-    return jax.lax.custom_root(excess, P0, solve, tangent_solve, has_aux=True)
+    x, info = jax.lax.custom_root(excess, x0, solve, tangent_solve, has_aux=True)
+    return choose(x), x, info

@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from jaxmodel import firms, screening, tasks
 from jaxmodel.draws import Draws, check_draws
-from jaxmodel.education import FixedPointInfo, solve_education
+from jaxmodel.education import n_aggregates, solve_education
 from jaxmodel.errors import InvalidParameterError, InvalidSettingError
 from jaxmodel.inequality import between_group_share, weighted_gini
 from jaxmodel.market import Economy, clear_market, economy, wages
@@ -45,6 +45,7 @@ STATE_DIAGNOSTICS: tuple[str, ...] = (
     "credential_reliance",
     "fp_residual",
     "fp_iterations",
+    "fp_fallbacks",
 )
 
 
@@ -72,7 +73,10 @@ class State:
         gini: Gini of income over all persons (workers and owners).
         college_share: mean P.
         capital_share: owners' share of total income.
-        fp_residual: max |Gamma(P) - P| at the solution; fp_iterations: iterations taken.
+        fp_residual: max |Gamma(P) - P| at the solution; fp_iterations: iterations taken;
+        fp_fallbacks: safeguard (damped) steps of the Anderson solver.
+        aggregates: (3 O + F,) the aggregates x* that Gamma depends on at the solution (a warm
+            start for a nearby parameter value, ``jaxmodel.education``).
     """
 
     P: jax.Array
@@ -96,6 +100,8 @@ class State:
     capital_share: jax.Array
     fp_residual: jax.Array
     fp_iterations: jax.Array
+    fp_fallbacks: jax.Array
+    aggregates: jax.Array
 
 
 def task_statistics(econ: Economy, w: jax.Array) -> tuple[jax.Array, jax.Array]:
@@ -132,10 +138,13 @@ def _exposure_average(econ: Economy, per_occupation: jax.Array) -> jax.Array:
     return jnp.sum(abar * per_occupation) / jnp.sum(abar)
 
 
-def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, A) -> State:
-    """Solve one AI state (A = 0 before, A = A1 after) and compute its outcomes."""
+def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, A, start=None) -> State:
+    """Solve one AI state (A = 0 before, A = A1 after) and compute its outcomes.
+
+    ``start``: (3 O + F,) aggregates to warm-start the fixed point from, or None (cold).
+    """
     econ = economy(params, workers, u_K, settings, A)
-    P, info = solve_education(params, econ, settings)
+    P, x, info = solve_education(params, econ, settings, start)
     market = clear_market(params, econ, P, settings)
     w = market.w
     wage = wages(econ, market)
@@ -178,6 +187,8 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
         capital_share=owner_total / (worker_total + owner_total),
         fp_residual=info.residual,
         fp_iterations=info.iterations,
+        fp_fallbacks=info.fallbacks,
+        aggregates=x,
     )
 
 
@@ -186,7 +197,9 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
 class Moments:
     """The six moments (after minus before, MODEL.md section 5) and diagnostics of both states.
 
-    ``before`` and ``after`` hold the per-state outcomes named in :data:`STATE_DIAGNOSTICS`.
+    ``before`` and ``after`` hold the per-state outcomes named in :data:`STATE_DIAGNOSTICS`;
+    ``aggregates`` (2, 3 O + F) the fixed points' aggregates of both states, which warm-start a
+    solve at a nearby parameter value (``moments(..., start=m.aggregates)``).
     """
 
     cv_change: jax.Array
@@ -197,6 +210,7 @@ class Moments:
     gini_change: jax.Array
     before: dict
     after: dict
+    aggregates: jax.Array
 
     def vector(self) -> jax.Array:
         """The six moments m1..m6 as a (6,) array (for Jacobians and MSM)."""
@@ -211,7 +225,7 @@ class Moments:
         """Plain floats: the six moments, ``<diagnostic>_before/_after`` and the regime."""
         out = {name: float(getattr(self, name)) for name in MOMENT_NAMES}
         for name in STATE_DIAGNOSTICS:
-            cast = int if name == "fp_iterations" else float
+            cast = int if name in ("fp_iterations", "fp_fallbacks") else float
             out[f"{name}_before"] = cast(self.before[name])
             out[f"{name}_after"] = cast(self.after[name])
         out["regime"] = self.regime
@@ -238,6 +252,7 @@ def compare_states(params, before: State, after: State, exposure: jax.Array) -> 
         gini_change=after.gini - before.gini,
         before=diagnostics(before),
         after=diagnostics(after),
+        aggregates=jnp.stack([before.aggregates, after.aggregates]),
     )
 
 
@@ -252,17 +267,30 @@ def _solve(params: Params, draws: Draws, settings: Settings, A) -> State:
     return solve_state(params, workers, draws.u_K, settings, jnp.asarray(A, settings.dtype))
 
 
-@functools.partial(jax.jit, static_argnames="settings")
-def _moments(params: Params, draws: Draws, settings: Settings) -> Moments:
+def cold(settings: Settings) -> jax.Array:
+    """A ``start`` for :func:`moments` that means "no warm start": (2, 3 O + F) of NaN."""
+    return jnp.full((2, n_aggregates(settings)), jnp.nan, settings.dtype)
+
+
+def moments_at(params: Params, draws: Draws, settings: Settings, start: jax.Array) -> Moments:
+    """The moments from a warm ``start`` (2, 3 O + F) (NaN rows start cold); traceable, not jitted."""
     params = _cast(params, settings)
     workers = workforce(params, draws, settings)
     # Both states share one compiled body (lax.map over A = 0, A1): half the compile time.
     capability = jnp.stack([jnp.zeros((), settings.dtype), params.A1])
-    states = jax.lax.map(lambda A: solve_state(params, workers, draws.u_K, settings, A), capability)
+    states = jax.lax.map(
+        lambda a: solve_state(params, workers, draws.u_K, settings, a[0], a[1]),
+        (capability, jnp.asarray(start, settings.dtype)),
+    )
     before = jax.tree_util.tree_map(lambda x: x[0], states)
     after = jax.tree_util.tree_map(lambda x: x[1], states)
     a = tasks.exposure(tasks.task_grid(settings.n_tasks, settings.dtype), params.z_lo, params.z_hi, params.w_a)
     return compare_states(params, before, after, a)
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _moments(params: Params, draws: Draws, settings: Settings, start: jax.Array | None = None) -> Moments:
+    return moments_at(params, draws, settings, cold(settings) if start is None else start)
 
 
 def _check_inputs(params: Params, draws: Draws, settings: Settings) -> None:
@@ -290,11 +318,20 @@ def solve(params: Params, draws: Draws, settings: Settings, A) -> State:
     return _solve(params, draws, settings, A)
 
 
-def moments(params: Params, draws: Draws, settings: Settings) -> Moments:
+def moments(params: Params, draws: Draws, settings: Settings, start: jax.Array | None = None) -> Moments:
     """The six moments and diagnostics of the move from A = 0 to A = A1 (MODEL.md section 5).
 
     Differentiable by ``jax.jacfwd``/``jax.jacrev`` in every parameter (the education fixed point by
     the implicit function theorem); ``vmap`` over draw sets batches simulations.
+
+    Args:
+        start: optional (2, 3 O + F) warm start of the two fixed points, e.g. ``m.aggregates`` of a
+            nearby parameter value; it changes the path, not the answer (to ``fp_tol``).
     """
     _check_inputs(params, draws, settings)
-    return _moments(params, draws, settings)
+    if start is not None:
+        start = jnp.asarray(start, settings.dtype)
+        expected = (2, n_aggregates(settings))
+        if start.shape != expected:
+            raise InvalidSettingError(f"start has shape {start.shape}, expected {expected} (Moments.aggregates)")
+    return _moments(params, draws, settings, start)

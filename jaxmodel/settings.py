@@ -18,6 +18,8 @@ from jaxmodel.errors import InvalidSettingError
 SPECS: tuple[str, ...] = ("additive", "partial_multiplicative", "ces")
 #: Floating-point precisions; float64 is the default (and the only one for gradient checks).
 PRECISIONS: tuple[str, ...] = ("float64", "float32")
+#: Solvers of the education fixed point (``jaxmodel.education``): the same fixed point, other paths.
+FP_SOLVERS: tuple[str, ...] = ("anderson", "damped")
 #: Smallest fixed-point tolerance that float32 arithmetic reaches. The residual max|Gamma(P) - P|
 #: stalls at 0.6e-4 to 2e-4 in float32 (rounding of N-term aggregates moves every P; measured at
 #: N = 1e5 and 1e6), so a smaller floor only runs the loop to ``fp_max_iter``; the moments move by
@@ -39,7 +41,12 @@ class Settings:
         fp_tol: tolerance of the education fixed point, max |P_new - P|. In float32 it is floored at
             :data:`FLOAT32_TOL_FLOOR` (float32 cannot resolve 1e-10); the residual is reported.
         fp_max_iter: most iterations of the fixed point (and of each tangent solve).
-        fp_damping: d in P <- (1 - d) P + d P_new, in (0, 1].
+        fp_solver: "anderson" (default: Anderson acceleration in the space of the 3 O + F
+            aggregates that Gamma depends on) or "damped" (MODEL.md's reference iteration on P).
+        fp_tangent_tol: relative tolerance of the implicit-function linear solves that give the
+            fixed point's derivatives (|residual| <= tol |right-hand side|); floored at ``tol``.
+        fp_damping: d in (0, 1]: the damping of the "damped" solver, P <- (1 - d) P + d Gamma(P),
+            and of the Anderson solver's safeguard steps.
         precision: "float64" (default) or "float32" (GPU throughput).
     """
 
@@ -51,6 +58,8 @@ class Settings:
     fp_tol: float = 1e-10
     fp_max_iter: int = 200
     fp_damping: float = 0.5
+    fp_solver: str = "anderson"
+    fp_tangent_tol: float = 1e-8
     precision: str = "float64"
 
     def __post_init__(self) -> None:
@@ -75,13 +84,19 @@ class Settings:
             raise InvalidSettingError(
                 f"setting precision={self.precision!r} is unknown; allowed: {', '.join(PRECISIONS)}"
             )
-        for name in ("fp_tol", "fp_damping"):
+        if self.fp_solver not in FP_SOLVERS:
+            raise InvalidSettingError(
+                f"setting fp_solver={self.fp_solver!r} is unknown; allowed: {', '.join(FP_SOLVERS)}"
+            )
+        for name in ("fp_tol", "fp_damping", "fp_tangent_tol"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
                 raise InvalidSettingError(f"setting {name}={value!r} must be a number")
             object.__setattr__(self, name, float(value))
         if not 0.0 < self.fp_tol < 1.0:
             raise InvalidSettingError(f"setting fp_tol={self.fp_tol:g} must be in (0, 1)")
+        if not 0.0 < self.fp_tangent_tol < 1.0:
+            raise InvalidSettingError(f"setting fp_tangent_tol={self.fp_tangent_tol:g} must be in (0, 1)")
         if not 0.0 < self.fp_damping <= 1.0:
             raise InvalidSettingError(f"setting fp_damping={self.fp_damping:g} must be in (0, 1]")
 
@@ -94,6 +109,11 @@ class Settings:
     def tol(self) -> float:
         """The fixed-point tolerance actually used (``fp_tol``, floored in float32)."""
         return max(self.fp_tol, FLOAT32_TOL_FLOOR) if self.precision == "float32" else self.fp_tol
+
+    @property
+    def tangent_tol(self) -> float:
+        """The relative tolerance of the derivative's linear solves (``fp_tangent_tol``, at least ``tol``)."""
+        return max(self.fp_tangent_tol, self.tol)
 
     @property
     def agents_per_firm(self) -> int:

@@ -55,7 +55,7 @@ def jacobian_small(baseline, small_draws):
     names = list(PARAM_NAMES)
     f = _vector_fn(baseline, small_draws, TIGHT_SMALL, names)
     x0 = jnp.array([baseline.to_dict()[n] for n in names])
-    return names, f, x0, jax.jacfwd(f)(x0)
+    return names, f, x0, jax.jit(jax.jacfwd(f))(x0)
 
 
 def test_forward_mode_matches_finite_differences_for_every_parameter(jacobian_small):
@@ -73,7 +73,7 @@ def test_forward_mode_at_n_100k_for_the_estimated_parameters(baseline, big_draws
     names = ["alpha", "sigma_nu", "sigma", "eta1", "xi"]
     f = _vector_fn(baseline, big_draws, TIGHT_BIG, names)
     x0 = jnp.array([baseline.to_dict()[n] for n in names])
-    _assert_close(jax.jacfwd(f)(x0), _central_differences(f, x0), names)
+    _assert_close(jax.jit(jax.jacfwd(f))(x0), _central_differences(f, x0), names)
 
 
 def test_rank_parameters_have_zero_derivative(jacobian_small):
@@ -85,11 +85,12 @@ def test_rank_parameters_have_zero_derivative(jacobian_small):
 def test_reverse_mode_through_the_public_api_equals_forward_mode(baseline, small_draws, jacobian_small):
     """jax.jacrev of jaxmodel.moments on Params (reverse mode, transposed implicit system)."""
     names, _, _, fwd = jacobian_small
-    rev = jax.jacrev(lambda p: jaxmodel.moments(p, small_draws, TIGHT_SMALL).vector())(baseline)
+    rev = jax.jit(jax.jacrev(lambda p: jaxmodel.moments(p, small_draws, TIGHT_SMALL).vector()))(baseline)
     assert isinstance(rev, jaxmodel.Params)
     rev = jnp.stack([getattr(rev, n) for n in names], axis=1)
-    # Both solve the same implicit system to a relative residual of 1e-13: agreement ~1e-10.
-    assert jnp.allclose(fwd, rev, rtol=1e-7, atol=1e-9)
+    # Both solve the same implicit system to a relative residual of fp_tangent_tol = 1e-8 (GMRES):
+    # agreement to a few 1e-8 relative.
+    assert jnp.allclose(fwd, rev, rtol=1e-6, atol=1e-9)
     # Stronger rent sharing lowers Delta Gini (owners' rents go to workers): d m6 / d xi < 0.
     assert float(rev[5, names.index("xi")]) < 0
 
@@ -106,4 +107,4 @@ def test_spec_parameters_match_finite_differences(baseline, small_draws, spec, c
     settings = TIGHT_SMALL.replace(spec=spec)
     f = _vector_fn(base, small_draws, settings, names)
     x0 = jnp.array([base.to_dict()[n] for n in names])
-    _assert_close(jax.jacfwd(f)(x0), _central_differences(f, x0), names)
+    _assert_close(jax.jit(jax.jacfwd(f))(x0), _central_differences(f, x0), names)
