@@ -9,8 +9,12 @@ the bounded linear least-squares problem of the damped Gauss-Newton model (``sci
 iteration evaluates the moments and their Jacobian dm/dtheta by forward-mode autodiff (through the
 education fixed point by the implicit function theorem) in one compiled program, ``evaluate``,
 which also serves the Jacobian of the inference, the flip checks' re-estimations and the moments
-at the estimate. Gauss-Newton steps use the curvature of the moments, where a quasi-Newton method
-must learn it from gradients: about 8 evaluations instead of 30 to 50 L-BFGS iterations.
+at the estimate. The step's model is Gauss-Newton's J'J plus a secant estimate S of the curvature
+Gauss-Newton leaves out (the structured update of NL2SOL, Dennis, Gay and Welsch 1981), which
+matters where a moment is flat to first order, e.g. in a dispersion parameter at 0 (sigma_nu),
+whose moments move with its square: pure Gauss-Newton bounces on such a bound. Measured on the
+default problem: 11 evaluations to the criterion L-BFGS reached in 32 iterations (N = 2x10^4 and
+10^5).
 
 Every evaluation starts the education fixed point from the aggregates of the start's last
 accepted point (a warm start, ``jaxmodel.education``); they are part of the optimiser state and of
@@ -39,7 +43,7 @@ from jaxmodel.outcomes import cold, moments_at
 #: Iterations after which a start that is clearly worse than the best one is stopped.
 PRUNE_AFTER = 4
 #: Levenberg-Marquardt: initial damping (relative to the diagonal of J'J) and its largest value.
-LM_LAMBDA0 = 1e-3
+LM_LAMBDA0 = 0.1
 LM_LAMBDA_MAX = 1e12
 
 
@@ -175,6 +179,7 @@ class BatchState:
         theta: (S, k) current points; T: (S, m) targets of each start (rows may differ).
         X: (S, 2, D) the fixed points' aggregates at theta (warm starts of the next evaluation).
         M: (S, m) model moments at theta; J: (S, m, k) dm/dtheta there; values: (S,) Q there.
+        S: (S, k, k) secant estimate of the curvature Gauss-Newton leaves out (in units of |r|^2/2).
         lam: (S,) Levenberg-Marquardt damping; nu: (S,) its growth factor after a rejection.
         evaluations: (S,) evaluations made by each start; fp_iterations: (S,) fixed-point
             iterations they took (both states).
@@ -189,6 +194,7 @@ class BatchState:
     M: np.ndarray
     J: np.ndarray
     values: np.ndarray
+    S: np.ndarray
     lam: np.ndarray
     nu: np.ndarray
     evaluations: np.ndarray
@@ -199,7 +205,7 @@ class BatchState:
     history: list
     iteration: int = 0
 
-    ARRAYS = ("theta", "T", "X", "M", "J", "values", "lam", "nu", "evaluations", "fp_iterations", "stalls", "done")
+    ARRAYS = ("theta", "T", "X", "M", "J", "values", "S", "lam", "nu", "evaluations", "fp_iterations", "stalls", "done")
 
     def arrays(self) -> dict[str, np.ndarray]:
         """The array fields, for a checkpoint."""
@@ -237,7 +243,8 @@ def new_batch(theta0: np.ndarray, data: ProblemData, problem: Problem, T: np.nda
     values = np.array([_value(M[i], T[i], weights) for i in range(s)])
     return BatchState(
         theta=np.array(theta0, dtype=np.float64), T=T, X=np.stack([r[2] for r in rows]), M=M,
-        J=np.stack([r[1] for r in rows]), values=values, lam=np.full(s, LM_LAMBDA0), nu=np.full(s, 2.0),
+        J=np.stack([r[1] for r in rows]), values=values, S=np.zeros((s, theta0.shape[1], theta0.shape[1])),
+        lam=np.full(s, LM_LAMBDA0), nu=np.full(s, 4.0),
         evaluations=np.ones(s, int), fp_iterations=np.array([r[3] for r in rows]), stalls=np.zeros(s, int),
         done=np.zeros(s, bool), status=[None] * s, history=[[float(v)] for v in values],
     )
@@ -252,25 +259,60 @@ def projected_gradient(theta: np.ndarray, grad: np.ndarray, free: FreeParameters
     return np.where(at_lo | at_hi, 0.0, grad)
 
 
-def _box_step(r: np.ndarray, Jr: np.ndarray, lam: float, theta: np.ndarray, free: FreeParameters
-              ) -> tuple[np.ndarray, float]:
-    """The Levenberg-Marquardt step within the bounds and the decrease of Q its model predicts.
+def _box_step(r: np.ndarray, Jr: np.ndarray, S: np.ndarray, lam: float, theta: np.ndarray,
+              free: FreeParameters) -> tuple[np.ndarray, float]:
+    """The damped step of the quadratic model within the bounds, and the decrease of Q it predicts.
 
-    min_d |r + J d|^2 + lam d' D d  subject to  lower <= theta + d <= upper, with D = diag(J'J)
-    (Marquardt's scaling, floored for columns that vanish), solved exactly as a bounded linear
-    least-squares problem (BVLS).
+    The model of Q/2 = |r|^2/2 is  r'J d + d' (J'J + S) d / 2  (Gauss-Newton plus the secant
+    estimate S of the residuals' curvature, as in NL2SOL); the step minimises it plus
+    lam d' D d / 2 (D = diag(J'J), Marquardt's scaling, floored for columns that vanish) subject
+    to lower <= theta + d <= upper. With H = J'J + S + lam D = L L' (lam raised until H is
+    positive definite) the model is |L' d + L^-1 J'r|^2 / 2 + const, a bounded linear
+    least-squares problem, solved exactly (BVLS).
     """
     from scipy.optimize import lsq_linear
 
-    diag = np.sum(Jr * Jr, axis=0)
+    k = theta.shape[0]
+    JtJ = Jr.T @ Jr
+    diag = np.diag(JtJ)
     D = np.maximum(diag, 1e-12 * max(float(diag.max(initial=0.0)), 1e-300))
-    A = np.vstack([Jr, np.diag(np.sqrt(lam * D))])
-    b = np.concatenate([-r, np.zeros(theta.shape[0])])
+    grad = Jr.T @ r
+    shift = lam
+    for _ in range(60):
+        H = JtJ + S + shift * np.diag(D)
+        try:
+            L = np.linalg.cholesky(H)
+            break
+        except np.linalg.LinAlgError:
+            shift = max(2.0 * shift, 1e-8)
+    else:  # pragma: no cover - S is bounded, a large shift always works
+        raise np.linalg.LinAlgError("no positive definite model")
+    A = L.T
+    b = -np.linalg.solve(L, grad)
     lo = np.asarray(free.lower) - theta
     hi = np.asarray(free.upper) - theta
     step = lsq_linear(A, b, bounds=(np.minimum(lo, 0.0), np.maximum(hi, 0.0)), method="bvls").x
-    predicted = float(r @ r - np.sum((r + Jr @ step) ** 2))
+    # Predicted decrease of Q = |r|^2 by the undamped model.
+    predicted = float(-2.0 * (grad @ step) - step @ (JtJ + S) @ step)
+    del k
     return step, predicted
+
+
+def _secant_update(S: np.ndarray, step: np.ndarray, J_old: np.ndarray, J_new: np.ndarray, r_old: np.ndarray,
+                   r_new: np.ndarray) -> np.ndarray:
+    """The structured secant update of S, the curvature sum_i r_i Hess r_i that Gauss-Newton leaves
+    out (Dennis, Gay and Welsch 1981, NL2SOL): S s = y# with y# = (J_new - J_old)' r_new, a
+    symmetric rank-two change, S first sized down by min(1, |s'y#| / |s'Ss|)."""
+    y = J_new.T @ r_new - J_old.T @ r_old
+    y_sharp = (J_new - J_old).T @ r_new
+    ys = float(y @ step)
+    if not ys > 1e-12 * np.linalg.norm(y) * np.linalg.norm(step):
+        return S
+    sSs = float(step @ S @ step)
+    if sSs != 0.0:
+        S = S * min(1.0, abs(float(step @ y_sharp)) / abs(sSs))
+    z = y_sharp - S @ step
+    return S + (np.outer(z, y) + np.outer(y, z)) / ys - float(z @ step) * np.outer(y, y) / ys**2
 
 
 def _status(batch: BatchState, i: int, C: np.ndarray, weights: np.ndarray, free: FreeParameters,
@@ -286,7 +328,7 @@ def _status(batch: BatchState, i: int, C: np.ndarray, weights: np.ndarray, free:
         return "converged: criterion change below ftol"
     # The Gauss-Newton model's best decrease within the bounds (no damping): below ftol, no
     # evaluation can gain more than the tolerance.
-    _, predicted = _box_step(C.T @ g, C.T @ batch.J[i], 1e-12, batch.theta[i], free)
+    _, predicted = _box_step(C.T @ g, C.T @ batch.J[i], batch.S[i], 1e-12, batch.theta[i], free)
     if predicted <= tol.ftol * (1.0 + abs(value)):
         return "converged: predicted decrease below ftol"
     if batch.lam[i] > LM_LAMBDA_MAX:
@@ -332,7 +374,8 @@ def run_batch(
             return batch
         for i in np.flatnonzero(~batch.done):
             g = batch.M[i] - batch.T[i]
-            step, predicted = _box_step(C.T @ g, C.T @ batch.J[i], batch.lam[i], batch.theta[i], free)
+            r_old, Jr_old = C.T @ g, C.T @ batch.J[i]
+            step, predicted = _box_step(r_old, Jr_old, batch.S[i], batch.lam[i], batch.theta[i], free)
             theta_new = np.clip(batch.theta[i] + step, lo, hi)
             m_new, J_new, X_new, fp_it = _evaluate_at(theta_new, batch.X[i], data, problem)
             batch.evaluations[i] += 1
@@ -341,10 +384,12 @@ def run_batch(
             rho = (value - new) / predicted if predicted > 0 else -1.0
             if np.isfinite(new) and np.isfinite(J_new).all() and new < value and rho > 1e-4:
                 batch.stalls[i] = batch.stalls[i] + 1 if value - new <= tol.ftol * (1.0 + abs(value)) else 0
+                step = theta_new - batch.theta[i]
+                batch.S[i] = _secant_update(batch.S[i], step, Jr_old, C.T @ J_new, r_old, C.T @ (m_new - batch.T[i]))
                 batch.theta[i], batch.M[i], batch.J[i], batch.X[i] = theta_new, m_new, J_new, X_new
                 batch.values[i] = new
                 batch.lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-                batch.nu[i] = 2.0
+                batch.nu[i] = 4.0
                 batch.history[i].append(float(new))
             else:
                 batch.lam[i] *= batch.nu[i]
