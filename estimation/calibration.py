@@ -359,7 +359,7 @@ class Result:
         return out
 
 
-def fixed_point_report(m: jaxmodel.Moments, settings: Settings) -> dict:
+def fixed_point_report(m, settings: Settings) -> dict:
     """Convergence of the education fixed point in both states at one parameter value."""
     states = {}
     for name, state in (("before", m.before), ("after", m.after)):
@@ -556,8 +556,8 @@ def calibrate(
     theta_j = jnp.asarray(theta)
     params_hat = free.params(base, theta_j)
     # The moments and G at the estimate from one cold evaluation (the optimiser's own program).
-    G, at_estimate = msm.evaluate(theta_j, jaxmodel.outcomes.cold(settings), data, problem)
-    model = np.asarray(at_estimate.vector())
+    at_estimate = msm.evaluate(theta_j, jaxmodel.outcomes.cold(settings), data, problem)
+    model = at_estimate.moments
     fixed_point = fixed_point_report(at_estimate, settings)
     evaluations = sum(r.iterations for r in records)
     fixed_point["optimisation"] = {
@@ -565,7 +565,7 @@ def calibrate(
         "mean_iterations_per_evaluation": sum(r.fp_iterations for r in records) / (2 * max(evaluations, 1)),
         "note": "fixed-point iterations per state and evaluation in stage 1, warm-started from the last accepted point",
     }
-    jac = np.asarray(G)
+    jac = at_estimate.jacobian
     omega_sim = msm.simulation_noise(params_hat, sim_key, settings, config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.values

@@ -733,8 +733,12 @@ def compilation_cache() -> str | None:
         return None  # a cache that cannot be written is no reason to fail a run
     import jax
 
+    from estimation import programs
+
     jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # Every program, however quick to compile: a new process then compiles nothing it has seen.
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    programs.set_folder(folder)  # and the estimator's lowered programs (no tracing either)
     return folder
 
 

@@ -30,15 +30,17 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxmodel
+from estimation import programs
 from estimation.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
 from jaxmodel import Draws, Params, Settings
-from jaxmodel.outcomes import cold, moments_at
+from jaxmodel.outcomes import STATE_DIAGNOSTICS, cold, moments_at
 
 #: Iterations after which a start that is clearly worse than the best one is stopped.
 PRUNE_AFTER = 4
@@ -88,44 +90,81 @@ def criterion(u: jax.Array, targets: jax.Array, data: ProblemData, problem: Prob
     return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
 
+class Evaluation(NamedTuple):
+    """The moments and their Jacobian at one parameter value (``evaluate``)."""
+
+    jacobian: np.ndarray  # (6, k) G = dm/dtheta
+    moments: np.ndarray  # (6,) m(theta)
+    aggregates: np.ndarray  # (2, 3 O + F) the fixed points' aggregates, the next warm start
+    before: dict  # STATE_DIAGNOSTICS of the state before AI (fixed-point residual, iterations, ...)
+    after: dict  # and after
+
+    def vector(self) -> np.ndarray:
+        return self.moments
+
+
 @functools.partial(jax.jit, static_argnames="problem")
-def evaluate(theta: jax.Array, start: jax.Array, data: ProblemData, problem: Problem):
+def _evaluate(theta: jax.Array, start: jax.Array, data: ProblemData, problem: Problem) -> tuple:
+    def f(t):
+        m = moments_at(params_with(data.base, t, data.free), data.draws, problem.settings, start)
+        return m.vector(), m
+
+    G, m = jax.jacfwd(f, has_aux=True)(theta)
+
+    def diagnostics(state: dict) -> jax.Array:
+        return jnp.stack([state[name] for name in STATE_DIAGNOSTICS])
+
+    return G, m.vector(), m.aggregates, diagnostics(m.before), diagnostics(m.after)
+
+
+def evaluate(theta, start, data: ProblemData, problem: Problem) -> Evaluation:
     """The moments and their Jacobian at theta, from a warm start of the fixed points.
+
+    One compiled program (kept across processes by ``estimation.programs``) serves every optimiser
+    step, the inference and the flip checks.
 
     Args:
         theta: (k,) free parameters.
         start: (2, 3 O + F) aggregates of the two fixed points to start from (NaN: cold).
 
     Returns:
-        (G, moments): G = dm/dtheta (6, k) by forward-mode autodiff, and the :class:`jaxmodel.Moments`
-        at theta (with ``aggregates``, the next warm start, and the fixed points' diagnostics).
+        An :class:`Evaluation`: G = dm/dtheta (6, k) by forward-mode autodiff, the moments, the
+        aggregates of the solution (the next warm start) and both states' diagnostics.
     """
+    G, m, aggregates, before, after = programs.call(
+        "evaluate", _evaluate, (problem,), jnp.asarray(theta), jnp.asarray(start), data
+    )
+    before, after = np.asarray(before), np.asarray(after)
+    return Evaluation(
+        jacobian=np.asarray(G), moments=np.asarray(m), aggregates=np.asarray(aggregates),
+        before=dict(zip(STATE_DIAGNOSTICS, before)), after=dict(zip(STATE_DIAGNOSTICS, after)),
+    )
 
-    def f(t):
-        m = moments_at(params_with(data.base, t, data.free), data.draws, problem.settings, start)
-        return m.vector(), m
 
-    return jax.jacfwd(f, has_aux=True)(theta)
-
-
-def jacobian(theta: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
+def jacobian(theta: jax.Array, data: ProblemData, problem: Problem) -> np.ndarray:
     """G = dm/dtheta at theta by forward-mode autodiff: (6, k) (the program of ``evaluate``)."""
-    return evaluate(theta, cold(problem.settings), data, problem)[0]
+    return evaluate(theta, cold(problem.settings), data, problem).jacobian
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_sets"))
+def _simulated_moments(params: Params, key_data: jax.Array, settings: Settings, n_sets: int) -> tuple:
+    keys = jax.random.split(jax.random.wrap_key_data(key_data), n_sets)
+
+    def one(k):
+        return jaxmodel.moments(params, jaxmodel.make_draws(k, settings), settings).vector()
+
+    return (jax.lax.map(one, keys, batch_size=min(4, n_sets)),)
+
+
 def simulated_moments(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> jax.Array:
     """Moments at ``params`` on ``n_sets`` independent draw sets: (n_sets, 6).
 
     Draw sets come from ``jax.random.split(key, n_sets)`` and are simulated in batches of four
     (``lax.map`` with ``batch_size``, i.e. ``vmap`` within a batch).
     """
-    keys = jax.random.split(key, n_sets)
-
-    def one(k):
-        return jaxmodel.moments(params, jaxmodel.make_draws(k, settings), settings).vector()
-
-    return jax.lax.map(one, keys, batch_size=min(4, n_sets))
+    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
+    return programs.call("simulated_moments", _simulated_moments, (settings, n_sets), params,
+                         jax.random.key_data(key))[0]
 
 
 def simulation_noise(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> np.ndarray:
@@ -220,9 +259,9 @@ def _cholesky_factor(weights) -> np.ndarray:
 def _evaluate_at(theta: np.ndarray, start: np.ndarray, data: ProblemData, problem: Problem):
     """Moments, dm/dtheta, the new aggregates and the fixed-point iterations (both states) at theta:
     ((m,), (m, k), (2, D), int)."""
-    G, m = evaluate(jnp.asarray(theta), jnp.asarray(start), data, problem)
-    iterations = int(m.before["fp_iterations"]) + int(m.after["fp_iterations"])
-    return np.asarray(m.vector()), np.asarray(G), np.asarray(m.aggregates), iterations
+    ev = evaluate(theta, start, data, problem)
+    iterations = int(ev.before["fp_iterations"]) + int(ev.after["fp_iterations"])
+    return ev.moments, ev.jacobian, ev.aggregates, iterations
 
 
 def _value(moments: np.ndarray, target: np.ndarray, weights: np.ndarray) -> float:

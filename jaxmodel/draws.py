@@ -9,6 +9,7 @@ and of the between-firm moments.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any
 
 import jax
@@ -67,6 +68,12 @@ def make_draws(key: jax.Array | int, settings: Settings) -> Draws:
         raise InvalidDrawsError(f"settings must be a jaxmodel.Settings, got {type(settings).__name__}")
     if isinstance(key, int):
         key = jax.random.key(key)
+    return _make_draws(key, settings)
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _make_draws(key: jax.Array, settings: Settings) -> Draws:
+    """One compiled program per Settings (cached across processes by the CLI)."""
     keys = jax.random.split(key, len(AGENT_DRAWS))
     n = settings.n_agents
     # Drawn in float64 and rounded to the working precision, so that a float32 economy has the
