@@ -448,15 +448,17 @@ def _record_from_json(d: dict) -> msm.StartRecord:
                            fp_iterations=int(d.get("fp_iterations", 0)))
 
 
-def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, data, problem, tol
-               ) -> tuple[np.ndarray, np.ndarray]:
+def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, data, problem, tol,
+               aggregates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Re-estimate from each row of ``starts`` (c, k) with the targets of the same row (c, m).
 
-    Rows run as one batch without pruning (their targets differ). Returns the estimates (c, k) and
-    the model moments there (c, m).
+    Rows run as one batch without pruning (their targets differ); their fixed points start from
+    ``aggregates`` (those at the estimate). Returns the estimates (c, k) and the model moments
+    there (c, m).
     """
     theta0 = np.stack([free.inside(row, margin=1e-9) for row in starts])
-    batch = msm.run_batch(msm.new_batch(theta0, data, problem, T=targets), data, problem, free, tol, prune=False)
+    batch = msm.new_batch(theta0, data, problem, T=targets, start=aggregates)
+    batch = msm.run_batch(batch, data, problem, free, tol, prune=False)
     records = msm.finish_starts(batch, theta0, free, data)
     return np.stack([r.theta for r in records]), batch.M.copy()
 
@@ -502,8 +504,10 @@ def calibrate(
 
     problem = msm.Problem(settings=settings)
     draws = jaxmodel.make_draws(jax.random.key(config.seed), settings)
+    # Who works where depends on the draws and on rho_occ, rho_firm only: sorted once unless free.
+    assigned = None if {"rho_occ", "rho_firm"} & set(free.names) else jaxmodel.assign(base, draws, settings)
     data = msm.ProblemData(base=base, free=free.arrays(), draws=draws, targets=jnp.asarray(targets.values),
-                           weights=jnp.asarray(weights))
+                           weights=jnp.asarray(weights), assigned=assigned)
     tol = config.tolerances()
     starts = msm.starting_points(free, base, config.n_starts, config.seed)
 
@@ -603,7 +607,8 @@ def calibrate(
             shifted[np.arange(len(checks)), idx] += shifts
             # Each starts from its first-order prediction theta_hat - Lambda[:, i] shift.
             predicted = np.stack([theta - lam[:, i] * d for i, d in zip(idx, shifts)])
-            thetas, flipped_moments = reestimate(predicted, shifted, free, data, problem, tol)
+            thetas, flipped_moments = reestimate(predicted, shifted, free, data, problem, tol,
+                                                 aggregates=at_estimate.aggregates)
             m6_0 = float(model[gini])
             for t, i, d, theta_f, m_f in zip(checks, idx, shifts, thetas, flipped_moments):
                 m6 = float(m_f[gini])

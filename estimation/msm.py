@@ -39,7 +39,7 @@ import numpy as np
 import jaxmodel
 from estimation import programs
 from estimation.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
-from jaxmodel import Draws, Params, Settings
+from jaxmodel import Assignment, Draws, Params, Settings
 from jaxmodel.outcomes import STATE_DIAGNOSTICS, cold, moments_at
 
 #: Iterations after which a start that is clearly worse than the best one is stopped.
@@ -68,6 +68,8 @@ class ProblemData:
         draws: the estimation's draws, fixed throughout.
         targets: (m,) m_data.
         weights: (m, m) W.
+        assigned: the workers' occupations and firms when neither rho_occ nor rho_firm is free
+            (``jaxmodel.assign``, computed once), else None (every evaluation sorts).
     """
 
     base: Params
@@ -75,6 +77,7 @@ class ProblemData:
     draws: Draws
     targets: jax.Array
     weights: jax.Array
+    assigned: Assignment | None = None
 
 
 def model_moments(theta: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
@@ -106,7 +109,7 @@ class Evaluation(NamedTuple):
 @functools.partial(jax.jit, static_argnames="problem")
 def _evaluate(theta: jax.Array, start: jax.Array, data: ProblemData, problem: Problem) -> tuple:
     def f(t):
-        m = moments_at(params_with(data.base, t, data.free), data.draws, problem.settings, start)
+        m = moments_at(params_with(data.base, t, data.free), data.draws, problem.settings, start, data.assigned)
         return m.vector(), m
 
     G, m = jax.jacfwd(f, has_aux=True)(theta)
@@ -270,13 +273,15 @@ def _value(moments: np.ndarray, target: np.ndarray, weights: np.ndarray) -> floa
     return q if np.isfinite(q) else np.inf
 
 
-def new_batch(theta0: np.ndarray, data: ProblemData, problem: Problem, T: np.ndarray | None = None) -> BatchState:
-    """A fresh batch from starting points theta0 (S, k) inside the bounds (one cold evaluation
-    each); targets T (S, m) default to data.targets."""
+def new_batch(theta0: np.ndarray, data: ProblemData, problem: Problem, T: np.ndarray | None = None,
+              start: np.ndarray | None = None) -> BatchState:
+    """A fresh batch from starting points theta0 (S, k) inside the bounds (one evaluation each);
+    targets T (S, m) default to data.targets; ``start`` (2, 3 O + F) warm-starts the first
+    evaluations' fixed points (re-estimations near an estimate), cold by default."""
     s = theta0.shape[0]
     T = np.tile(np.asarray(data.targets), (s, 1)) if T is None else np.asarray(T, dtype=np.float64)
     weights = np.asarray(data.weights)
-    start = np.asarray(cold(problem.settings))
+    start = np.asarray(cold(problem.settings)) if start is None else np.asarray(start)
     rows = [_evaluate_at(theta0[i], start, data, problem) for i in range(s)]
     M = np.stack([r[0] for r in rows])
     values = np.array([_value(M[i], T[i], weights) for i in range(s)])

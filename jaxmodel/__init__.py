@@ -16,11 +16,13 @@ from jaxmodel.errors import (  # noqa: E402
     ModelError,
 )
 from jaxmodel.inequality import between_group_share, weighted_gini  # noqa: E402
-from jaxmodel.outcomes import MOMENT_NAMES, STATE_DIAGNOSTICS, Moments, State, moments, solve  # noqa: E402
+from jaxmodel.outcomes import MOMENT_NAMES, STATE_DIAGNOSTICS, Moments, State, assign, moments, solve  # noqa: E402
+from jaxmodel.workers import Assignment  # noqa: E402
 from jaxmodel.params import BASELINE, DESCRIPTIONS, DOMAINS, PARAM_NAMES, Domain, Params, baseline  # noqa: E402
 from jaxmodel.settings import PRECISIONS, SPECS, Settings  # noqa: E402
 
 __all__ = [
+    "Assignment",
     "BASELINE",
     "DESCRIPTIONS",
     "DOMAINS",
@@ -39,6 +41,7 @@ __all__ = [
     "STATE_DIAGNOSTICS",
     "Settings",
     "State",
+    "assign",
     "baseline",
     "between_group_share",
     "make_draws",

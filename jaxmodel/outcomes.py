@@ -22,7 +22,7 @@ from jaxmodel.inequality import between_group_share, weighted_gini
 from jaxmodel.market import Economy, clear_market, economy, wages
 from jaxmodel.params import Params, validate_params
 from jaxmodel.settings import Settings
-from jaxmodel.workers import Workforce, workforce
+from jaxmodel.workers import Assignment, Workforce, assignment, workforce
 
 #: The six moments in order m1..m6 (MODEL.md section 5).
 MOMENT_NAMES: tuple[str, ...] = (
@@ -272,10 +272,12 @@ def cold(settings: Settings) -> jax.Array:
     return jnp.full((2, n_aggregates(settings)), jnp.nan, settings.dtype)
 
 
-def moments_at(params: Params, draws: Draws, settings: Settings, start: jax.Array) -> Moments:
-    """The moments from a warm ``start`` (2, 3 O + F) (NaN rows start cold); traceable, not jitted."""
+def moments_at(params: Params, draws: Draws, settings: Settings, start: jax.Array,
+               assigned: Assignment | None = None) -> Moments:
+    """The moments from a warm ``start`` (2, 3 O + F) (NaN rows start cold), with the workers'
+    assignment to occupations and firms if it is known (``assign``); traceable, not jitted."""
     params = _cast(params, settings)
-    workers = workforce(params, draws, settings)
+    workers = workforce(params, draws, settings, assigned)
     # Both states share one compiled body (lax.map over A = 0, A1): half the compile time.
     capability = jnp.stack([jnp.zeros((), settings.dtype), params.A1])
     states = jax.lax.map(
@@ -291,6 +293,18 @@ def moments_at(params: Params, draws: Draws, settings: Settings, start: jax.Arra
 @functools.partial(jax.jit, static_argnames="settings")
 def _moments(params: Params, draws: Draws, settings: Settings, start: jax.Array | None = None) -> Moments:
     return moments_at(params, draws, settings, cold(settings) if start is None else start)
+
+
+@functools.partial(jax.jit, static_argnames="settings")
+def _assign(params: Params, draws: Draws, settings: Settings) -> Assignment:
+    return assignment(_cast(params, settings), draws, settings)
+
+
+def assign(params: Params, draws: Draws, settings: Settings) -> Assignment:
+    """The workers' occupations and firms (two sorts), which depend only on the draws and on
+    rho_occ and rho_firm: compute once and reuse where neither of those moves."""
+    _check_inputs(params, draws, settings)
+    return _assign(params, draws, settings)
 
 
 def _check_inputs(params: Params, draws: Draws, settings: Settings) -> None:

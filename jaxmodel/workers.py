@@ -44,18 +44,44 @@ def sorting_score(u_theta: jax.Array, u_other: jax.Array, rho) -> jax.Array:
     return rho * u_theta + jnp.sqrt(jnp.maximum(1.0 - rho**2, 0.0)) * u_other
 
 
-def workforce(params, draws: Draws, settings: Settings) -> Workforce:
-    """Rank workers into occupations and firms and lay them out in occupation order.
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass(frozen=True)
+class Assignment:
+    """Who works where: a function of the draws, rho_occ and rho_firm only.
+
+    Attributes:
+        order: (N,) int32 agents in occupation order (occupation o holds ranks o M .. (o+1) M - 1).
+        firm: (N,) int32 firm of each agent, in draw order (firms ordered by assets).
+    """
+
+    order: jax.Array
+    firm: jax.Array
+
+
+def assignment(params, draws: Draws, settings: Settings) -> Assignment:
+    """Rank workers into occupations and firms (two sorts of N; no derivative).
 
     Occupation: the lowest N/O of rho_occ u_theta + sqrt(1 - rho_occ^2) u_o go to occupation 1
     (the lowest task centre), and so on. Firm: the lowest N/F of
     rho_firm u_theta + sqrt(1 - rho_firm^2) u_f go to the firm with the lowest assets, and so on.
+    An estimation in which neither rho_occ nor rho_firm is free computes this once
+    (``jaxmodel.assign``) and passes it to every evaluation.
+    """
+    occ_score = sorting_score(draws.u_theta, draws.u_o, jax.lax.stop_gradient(params.rho_occ))
+    firm_score = sorting_score(draws.u_theta, draws.u_f, jax.lax.stop_gradient(params.rho_firm))
+    return Assignment(order=argsort(occ_score), firm=rank_groups(firm_score, settings.n_firms))
+
+
+def workforce(params, draws: Draws, settings: Settings, assigned: Assignment | None = None) -> Workforce:
+    """Lay workers out in occupation order with their abilities, costs and firms.
+
+    ``assigned`` is the :func:`assignment` at these draws and params.rho_occ, rho_firm (computed
+    here when None).
     """
     o, m = settings.n_occupations, settings.agents_per_occupation
-    occ_score = sorting_score(draws.u_theta, draws.u_o, jax.lax.stop_gradient(params.rho_occ))
-    order = argsort(occ_score)  # occupation o holds ranks o M .. (o+1) M - 1
-    firm_score = sorting_score(draws.u_theta, draws.u_f, jax.lax.stop_gradient(params.rho_firm))
-    firm = rank_groups(firm_score, settings.n_firms)
+    if assigned is None:
+        assigned = assignment(params, draws, settings)
+    order, firm = assigned.order, assigned.firm
 
     def lay_out(x: jax.Array) -> jax.Array:
         return jnp.take(x, order).reshape(o, m)

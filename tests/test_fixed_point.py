@@ -7,6 +7,8 @@ to cold ones, and show that ``fp_damping`` moves the path (iteration counts) but
 
 from __future__ import annotations
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -126,3 +128,24 @@ def test_the_solver_works_in_the_space_of_aggregates(draws):
     gamma = education.college_choice(params, econ, P, SETTINGS)
     assert float(jnp.max(jnp.abs(gamma - P))) == pytest.approx(float(info.residual), rel=1e-12)
     assert float(info.residual) <= SETTINGS.fp_tol
+
+
+def test_the_assignment_is_sorted_once_and_changes_nothing(draws):
+    """Occupations and firms depend on the draws and rho_occ, rho_firm only: computed once
+    (``jaxmodel.assign``), they give bit-identical moments and leave the per-evaluation program with
+    the Gini's sorts alone."""
+    from jaxmodel.outcomes import cold, moments_at
+
+    params = jaxmodel.baseline()
+    assigned = jaxmodel.assign(params, draws, SETTINGS)
+    start = cold(SETTINGS)
+    inside = moments_at(params, draws, SETTINGS, start)
+    once = moments_at(params, draws, SETTINGS, start, assigned)
+    np.testing.assert_array_equal(np.asarray(once.vector()), np.asarray(inside.vector()))
+
+    def agent_sorts(*extra):
+        """argsorts of N-vectors in the traced program (the Gini sorts 2N + F incomes)."""
+        text = str(jax.make_jaxpr(lambda p: moments_at(p, draws, SETTINGS, start, *extra).vector())(params))
+        return len(re.findall(rf"\[{SETTINGS.n_agents}\] = jit\[name=argsort", text))
+
+    assert agent_sorts() == 2 and agent_sorts(assigned) == 0
