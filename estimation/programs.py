@@ -11,8 +11,8 @@ cache (``exported/`` in the same folder) under a key of everything that shapes t
 function's name, its static arguments, the shapes, dtypes and tree structure of its array
 arguments, the versions of jax and jaxlib, and a hash of the source of ``jaxmodel`` and
 ``estimation.msm``. Any change to the code or the sizes makes a new key, never a stale program.
-Programs with host callbacks (the NumPy sort used for long sorts on the CPU) cannot be exported;
-for them, and when no cache folder is set, :func:`call` simply calls the function.
+A program that cannot be exported (jax.export refuses host callbacks, for example), and every
+program when no cache folder is set, is simply called.
 """
 
 from __future__ import annotations
@@ -64,8 +64,8 @@ def call(name: str, fn: Callable, static: tuple, *args):
     """``fn(*args, *static)`` through an exported program (``fn`` must take the arrays first and
     its static arguments last, and return a tuple of arrays).
 
-    Falls back to calling ``fn`` directly when exporting is off, impossible (host callbacks) or
-    the device is not a single CPU/GPU.
+    Falls back to calling ``fn`` directly when exporting is off or impossible, or when there is
+    more than one device.
     """
     leaves, treedef = jax.tree_util.tree_flatten(args)
     if _FOLDER is None or jax.device_count() > 1:
@@ -97,7 +97,7 @@ def _load_or_export(key: str, fn: Callable, static: tuple, leaves: list, treedef
         specs = [jax.ShapeDtypeStruct(x.shape, x.dtype) for x in leaves]
         exported = jax.export.export(jax.jit(flat))(*specs)
         data = exported.serialize()
-    except Exception:  # noqa: BLE001 - e.g. host callbacks, which cannot be exported
+    except Exception:  # noqa: BLE001 - whatever jax.export refuses is run as it is
         return False
     try:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -4,46 +4,46 @@ Ranks are integers: they carry no derivative (an assignment is piecewise constan
 in rho_occ, rho_firm), so every sort here runs on ``stop_gradient`` inputs and only the resulting
 permutation is used; derivatives flow through the gathers that apply it.
 
-On the CPU, XLA's sort calls a compiled comparator per comparison and takes about 0.55 us per
-element for 2e6 float64 keys, while NumPy's introsort takes about 0.08 us (measured here, jax
-0.10.2, numpy 2.4). For long sorts on a single CPU device (at least :data:`HOST_SORT_MIN`
-elements) the permutation is therefore computed on the host through ``jax.pure_callback``. Shorter
-sorts use ``jnp.argsort``: a program without host callbacks can be kept by JAX's persistent
-compilation cache (which refuses programs with callbacks), and for small models compilation, not
-sorting, is what a run waits for (a calibration at N = 4,000: 50 s first, 15 s from the cache).
-The price, measured for ``moments`` with every sort in XLA: 62 instead of 48 ms at N = 1e4, 500
-instead of 351 ms at N = 1e5, hence the threshold between the two. Other backends (GPU) and programs
-over several devices (where a host callback inside an SPMD program stalls XLA:CPU's collectives)
-always use ``jnp.argsort``. Both are deterministic, so the same inputs give the same permutation.
+``argsort`` sorts one array of packed 64-bit integers instead of pairs (key, index): each float
+key is mapped to an unsigned integer in the same order (flip the sign bit of non-negative numbers,
+every bit of negative ones), its low b bits are replaced by the element's index (b = bits needed
+for n - 1, 22 for the 4 x 10^6 incomes of N = 2 x 10^6), and the packed numbers are sorted with
+XLA's own sort. The index is then read back from the low bits. Measured on the 2-core CPU (jax
+0.10.2): 0.097 s for 2 x 10^6 keys, against 0.65 s for ``jnp.argsort`` (a comparator over pairs)
+and 0.26 s for NumPy's; 0.0086 s against 0.053 s and 0.017 s at 2 x 10^5. It is one XLA program
+with no host callback, so every program that sorts is kept by JAX's persistent compilation cache
+and can be exported, at every N, on every backend and over several devices.
+
+The price is resolution: keys that agree in their top 64 - b bits (about 4e-10 relative for
+N = 2 x 10^6) are ordered by index instead of by value. For ranks this is an exact ranking of keys
+perturbed by less than that; for the Gini, a pair of incomes that close contributes
+w_a w_b |x_a - x_b| to a sum of order W^2 mean(x), so the Gini moves by less than 1e-9 / n^2 per
+such pair (measured: identical to the last bit at 2 x 10^6 incomes). Ties keep index order, so the
+permutation is deterministic.
 """
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
-#: Sorts of at least this many elements use NumPy through a host callback on a single CPU device.
-#: The Gini sorts 2N + F incomes, so models up to N = 2e4 (the default calibration) compile
-#: without callbacks and are cached; larger ones sort on the host.
-HOST_SORT_MIN = 50_000
-
-
-def _host_argsort(x: np.ndarray) -> np.ndarray:
-    return np.argsort(np.asarray(x), axis=-1).astype(np.int32)
+_SIGN = jnp.uint64(1 << 63)
 
 
 def argsort(x: jax.Array) -> jax.Array:
     """The permutation that sorts ``x`` along its last axis, ascending (int32, no derivative).
 
     Args:
-        x: (..., n) keys; leading axes (from ``vmap``) are sorted independently.
+        x: (..., n) float keys (n < 2^31); leading axes (from ``vmap``) are sorted independently.
     """
     x = jax.lax.stop_gradient(x)
-    if x.shape[-1] < HOST_SORT_MIN or jax.default_backend() != "cpu" or jax.device_count() > 1:
-        return jnp.argsort(x, axis=-1).astype(jnp.int32)
-    out = jax.ShapeDtypeStruct(x.shape, jnp.int32)
-    return jax.pure_callback(_host_argsort, out, x, vmap_method="expand_dims")
+    n = x.shape[-1]
+    bits = max(1, (n - 1).bit_length())
+    u = jax.lax.bitcast_convert_type(x.astype(jnp.float64), jnp.uint64)
+    ordered = jnp.where((u & _SIGN) != 0, ~u, u | _SIGN)  # unsigned order = float order
+    low = jnp.uint64((1 << bits) - 1)
+    packed = (ordered & ~low) | jnp.arange(n, dtype=jnp.uint64)
+    return (jax.lax.sort(packed, dimension=x.ndim - 1) & low).astype(jnp.int32)
 
 
 def rank_groups(score: jax.Array, n_groups: int) -> jax.Array:

@@ -245,12 +245,31 @@ def _outside(domain) -> list[float]:
 OUTSIDE = [(name, value) for name, domain in DOMAINS.items() for value in _outside(domain)]
 
 
+#: The values just outside each domain, written by hand from the domain column of MODEL.md section 3
+#: (independently of ``DOMAINS`` and ``_outside``): > 0 gives 0; >= 0 gives -0.5; [0, 1] gives -0.5
+#: and 1.5; [0, 1) gives -0.5 and 1; (0, 1) gives 0 and 1; > -1 gives -1; != 0 gives 0. The
+#: real-valued lam, c_bar and zeta have none.
+MODEL_MD_OUTSIDE = {
+    "sigma": [0.0], "A1": [-0.5], "alpha": [-0.5], "z_lo": [-0.5, 1.5], "z_hi": [-0.5, 1.5], "w_a": [0.0],
+    "sigma_nu": [-0.5], "mu": [-0.5], "rho": [0.0], "omega": [-0.5, 1.5], "sigma_theta": [0.0], "gamma": [-1.0],
+    "sigma_c": [-0.5], "tau": [0.0], "sigma_eps": [-0.5], "gini_K": [-0.5, 1.0], "r_K": [-0.5], "eta0": [-0.5],
+    "eta1": [-0.5], "psi": [-0.5], "xi": [-0.5, 1.5], "owner_share": [0.0, 1.0], "rho_occ": [-0.5, 1.5],
+    "b_occ": [0.0], "rho_firm": [-0.5, 1.5],
+}
+MODEL_MD_REAL = ["c_bar", "lam", "zeta"]
+
+
 def test_every_bounded_parameter_is_covered():
     # Parameters without outside values are the real-valued ones (lam, c_bar, zeta): any finite
     # number is allowed, and non-finite ones are refused by --set itself (cases set-nan, set-inf).
     unbounded = sorted(n for n in DOMAINS if not _outside(DOMAINS[n]))
-    assert unbounded == sorted(n for n, d in DOMAINS.items() if d.lo is None and d.hi is None and d.exclude is None)
-    assert len({n for n, _ in OUTSIDE}) == len(DOMAINS) - len(unbounded)
+    assert unbounded == MODEL_MD_REAL
+    assert set(MODEL_MD_OUTSIDE).isdisjoint(MODEL_MD_REAL) and set(MODEL_MD_OUTSIDE) | set(MODEL_MD_REAL) == set(DOMAINS)
+    # The table the parametrised test below runs is exactly the hand-written one.
+    got = {}
+    for name, value in OUTSIDE:
+        got.setdefault(name, []).append(value)
+    assert {n: sorted(v) for n, v in got.items()} == {n: sorted(v) for n, v in MODEL_MD_OUTSIDE.items()}
 
 
 @pytest.mark.parametrize(("name", "value"), OUTSIDE, ids=[f"{n}={v:g}" for n, v in OUTSIDE])
@@ -260,3 +279,75 @@ def test_every_parameter_outside_its_domain_is_refused(name, value, capsys):
     code, err = _run([*SIM, "--spec", spec, "--set", f"{name}={value!r}"], capsys)
     assert code == 2 and "Traceback" not in err
     assert f"parameter {name}=" in err and "outside its domain" in err and str(DOMAINS[name]) in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# "Refused before any work": the model is never simulated for a bad command line
+
+#: A representative set of bad command lines, one per kind of input (ids as in CASES).
+BEFORE_WORK = [
+    ("set-outside-domain", [*SIM, "--set", "sigma=-1"]),
+    ("set-outside-domain-calibrate", [*CAL, "--set", "xi=2"]),
+    ("set-not-a-number", [*CAL, "--set", "xi=high"]),
+    ("free-unknown", [*CAL, "--free", "alpha,beta"]),
+    ("bound-malformed", [*CAL, "--bound", "sigma"]),
+    ("bound-outside-domain", [*CAL, "--bound", "xi=-1:0.5"]),
+    ("targets-non-numeric", [*CAL, "--targets", "{tmp}/targets/text.csv"]),
+    ("targets-broken-toml", [*CAL, "--targets", "{tmp}/targets/broken.toml"]),
+    ("weights-asymmetric", [*CAL, "--weights", "{tmp}/weights/asymmetric.csv"]),
+    ("out-exists", [*CAL, "--out", "{tmp}/exists"]),
+    ("regimes-out-exists", ["regimes", *SMALL, "--out", "{tmp}/exists"]),
+    ("scenario-set-outside-domain", ["scenario", "all", *SMALL, "--set", "gini_K=1"]),
+    ("panel-power-set-outside-domain", ["panel-power", *SMALL, "--set", "tau=0"]),
+]
+
+
+@pytest.fixture
+def heavy_work(monkeypatch) -> list[str]:
+    """Replace every entry into the model's computations by a function that records the call and
+    raises AssertionError("heavy work reached"); returns the record.
+
+    The names are patched on the modules where the estimation looks them up at call time:
+    ``jaxmodel.make_draws``/``moments``/``solve``/``assign`` (the CLI, calibration, regimes, panel and
+    msm modules all call ``jaxmodel.<name>``) and ``msm.evaluate``/``new_batch``/``run_batch``/
+    ``simulation_noise`` (called as ``msm.<name>`` by calibration).
+    """
+    import jaxmodel
+    from estimation import msm
+
+    reached: list[str] = []
+
+    def forbidden(name):
+        def stub(*args, **kwargs):
+            reached.append(name)
+            raise AssertionError(f"heavy work reached: {name}")
+        return stub
+
+    for module, names in ((jaxmodel, ("make_draws", "moments", "solve", "assign")),
+                          (msm, ("evaluate", "new_batch", "run_batch", "simulation_noise"))):
+        for name in names:
+            monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
+    return reached
+
+
+@pytest.mark.parametrize("argv", [c[1] for c in BEFORE_WORK], ids=[c[0] for c in BEFORE_WORK])
+def test_bad_input_is_refused_before_any_heavy_work(argv, bad_tmp, capsys, monkeypatch, heavy_work):
+    monkeypatch.chdir(bad_tmp)
+    code, err = _run([a.replace("{tmp}", str(bad_tmp)) for a in argv], capsys)  # AssertionError if reached
+    assert code == 2 and "error:" in err, err
+    assert heavy_work == []
+
+
+@pytest.mark.parametrize("argv", [
+    [*SIM, "--set", "xi=0.2"],
+    [*CAL, "--out", "{out}"],
+    ["scenario", "all", *SMALL],
+    ["panel-power", *SMALL, "--out", "{out}"],
+], ids=["simulate", "calibrate", "scenario", "panel-power"])
+def test_the_guard_catches_heavy_work_on_good_input(argv, tmp_path, monkeypatch, heavy_work):
+    """The control: with good input the same command lines do reach the patched functions, so the
+    test above would fail if a bad one slipped through validation."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(AssertionError, match="heavy work reached"):
+        main([a.replace("{out}", str(tmp_path / "out")) for a in argv])
+    assert heavy_work and heavy_work[0] == "jaxmodel.make_draws"

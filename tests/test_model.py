@@ -19,14 +19,26 @@ REFERENCE = dict(
 )
 
 
+# Per-moment tolerances from the measured seed-to-seed standard deviation of each moment at this
+# size (10 seeds, 100..109, on 2026-11-26: 0.00092, 0.00121, 0.00196, 0.00076, 0.00052, 0.00018):
+# the difference of two independent three-seed means (ours and MODEL.md's) has standard deviation
+# sd sqrt(2/3); we allow 4 of those plus 0.0005 for MODEL.md's rounding to 3 decimals. A shared
+# +-0.004 would let m6 = -0.002 come out +0.002; this lets it move by 0.0011 at most.
+REFERENCE_TOL = dict(
+    cv_change=0.0035, productivity_gain=0.0045, college_premium_change=0.0069,
+    credential_reliance_change=0.0030, between_firm_share_change=0.0022, gini_change=0.0011,
+)
+
+
 def test_reference_run_of_the_specification(baseline):
     runs = [
         jaxmodel.moments(baseline, jaxmodel.make_draws(jax.random.key(100 + s), BIG), BIG) for s in range(3)
     ]
     for name, ref in REFERENCE.items():
         mean = np.mean([float(getattr(m, name)) for m in runs])
-        # Three-seed means on both sides (spread <= 0.002 each) and 3-decimal rounding: 0.004.
-        assert mean == pytest.approx(ref, abs=0.004), name
+        assert mean == pytest.approx(ref, abs=REFERENCE_TOL[name]), name
+    # The tolerance pins the regime: Delta Gini's three-seed mean cannot reach 0.
+    assert REFERENCE["gini_change"] + REFERENCE_TOL["gini_change"] < 0
     # Pre-AI Gini 0.497, college share 0.43, between-firm variance share 0.24 (rounded to 0.01).
     assert np.mean([float(m.before["gini"]) for m in runs]) == pytest.approx(0.497, abs=0.005)
     assert np.mean([float(m.before["college_share"]) for m in runs]) == pytest.approx(0.43, abs=0.01)

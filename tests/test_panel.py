@@ -75,3 +75,23 @@ def test_oews_and_panel_power_commands(shared_data, tmp_path):
                            "--firms", "40", "--out", str(out)], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert set(json.loads((out / "panel_power.json").read_text())["n_for_80_percent"]) == set(panel.HYPOTHESES)
+
+
+#: README ("Occupation data and the panel that would test the model"): the panel sizes for 80% power
+#: at the baseline: about 70 workers (H1), 90 workers (H2), 700 applicants per period (H3), 20 firms (H4).
+README_SIZES = {"H1": 70, "H2": 90, "H3": 700, "H4": 20}
+
+
+def _as_the_readme_rounds(n: float) -> float:
+    """One significant figure ("about 70"): 66 -> 70, 740 -> 700, 17 -> 20."""
+    return float(f"{n:.1g}")
+
+
+def test_panel_sizes_quoted_in_the_readme():
+    """Recomputed as `levelfield panel-power` does with its defaults: the baseline at N = 20,000,
+    F = 100 (O = 10, T = 40), seed 0, sizes 10 .. 10240 (11 on a log grid), 200 replications."""
+    settings = jaxmodel.Settings(n_agents=20_000, n_firms=100, n_occupations=10, n_tasks=40)
+    design = panel.design_from_model(jaxmodel.baseline(), settings, jax.random.key(0))
+    sizes = [int(x) for x in np.unique(np.geomspace(10, 10240, 11).round())]
+    needed = {h: panel.size_for_power(sizes, panel.power_curve(h, design, sizes, 200, 0)) for h in panel.HYPOTHESES}
+    assert {h: _as_the_readme_rounds(n) for h, n in needed.items()} == README_SIZES, needed

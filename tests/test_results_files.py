@@ -9,12 +9,13 @@ standard errors and 95% Wald intervals, the Andrews-Gentzkow-Shapiro Lambda, the
 decomposition, the flip checks, Hansen's J, and the two-step optimal weights.
 
 Tolerances. ``estimation.results`` writes every float with ``%.17g`` (17 significant digits: an
-exact float64 round trip) and report.json holds Python's repr (also exact), and the files are read
-back with ``float_precision="round_trip"`` (Python's correctly rounded parser), so the files carry
-the computed arrays bit for bit; ``test_csv_files_hold_the_arrays_exactly`` checks this with zero
-tolerance. What remains between a file and its recomputation is rounding in the recomputation's own
-matrix products and inverses, bounded by about cond * eps relative to the size of the result
-(``_linalg_tol``); a wrong sign, a transposed or missing factor is off by O(1).
+exact float64 round trip) and report.json holds Python's repr (also exact, read back by json's
+correctly rounded ``float``). pandas' default parser reads the CSVs back (its
+``float_precision="round_trip"`` is deprecated in pandas 3), and
+``test_csv_files_hold_the_arrays_exactly`` checks with zero tolerance that the CSVs equal
+report.json bit for bit. What remains between a file and its recomputation is rounding in the
+recomputation's own matrix products and inverses, bounded by about cond * eps relative to the size
+of the result (``_linalg_tol``); a wrong sign, a transposed or missing factor is off by O(1).
 """
 
 from __future__ import annotations
@@ -76,11 +77,11 @@ class Files:
         self.out = out
 
         def matrix(name):
-            return pd.read_csv(out / name, index_col=0, float_precision="round_trip")
+            return pd.read_csv(out / name, index_col=0)
 
-        self.estimates = pd.read_csv(out / "estimates.csv", float_precision="round_trip")
-        self.moments = pd.read_csv(out / "moments.csv", float_precision="round_trip")
-        self.delta_gini = pd.read_csv(out / "delta_gini.csv", float_precision="round_trip") \
+        self.estimates = pd.read_csv(out / "estimates.csv")
+        self.moments = pd.read_csv(out / "moments.csv")
+        self.delta_gini = pd.read_csv(out / "delta_gini.csv") \
             if (out / "delta_gini.csv").exists() else None
         self.report = json.loads((out / "report.json").read_text("utf-8"))
         self.params = list(self.estimates["parameter"])
@@ -291,7 +292,10 @@ def test_two_step_optimal_weights_are_the_inverse_of_target_plus_simulation_nois
     are at the final, second-step estimate), so the files allow checking its structure, not its
     values: inv(W) - diag(se^2) must be a ddof-1 covariance of --sim-sets 6 draw sets of the six
     moments, i.e. symmetric positive semi-definite with rank at most 5. W = inv(moments_cov) is NOT
-    required (the two Omega_sim are at different parameter values)."""
+    required (the two Omega_sim are at different parameter values). At this size the second step
+    stops after one iteration next to the first-step estimate, so W and inv(moments_cov) happen to
+    agree to about 1e-11 here and the files cannot tell the first-step Omega_sim from the final one;
+    recomputing Omega_sim1 would need the project's simulation keys, which the files do not hold."""
     f = optimal_run
     r = f.report
     assert r["config"]["weights"] == "optimal" and r["j_test"]["weights"] == "optimal"

@@ -47,7 +47,7 @@ def _calibrate(*extra: str) -> tuple[int, str, str]:
 
 
 def _weights(folder: Path) -> np.ndarray:
-    frame = pd.read_csv(folder / "weights.csv", index_col=0, float_precision="round_trip")
+    frame = pd.read_csv(folder / "weights.csv", index_col=0)
     assert list(frame.index) == list(frame.columns) == list(MOMENT_NAMES)
     return frame.to_numpy(float)
 
@@ -77,7 +77,7 @@ def test_a_user_weight_file_is_used_as_given(user_weights_run):
     assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
     assert report["j_test"]["weights"].endswith("(J uses optimal weights)")
     # The criterion is g'Wg with these weights (rounding of a 6x6 quadratic form: 1e-12 relative).
-    moments = pd.read_csv(out / "moments.csv", float_precision="round_trip")
+    moments = pd.read_csv(out / "moments.csv")
     g = (moments["model"] - moments["target"]).to_numpy()
     assert report["criterion"] == pytest.approx(g @ USER_WEIGHTS @ g, rel=1e-12)
     assert "Results in" in stdout
