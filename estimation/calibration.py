@@ -1,8 +1,9 @@
 """``calibrate``: the whole MSM estimation, from targets to inference, files and figures.
 
-The steps: validate every input; simulate the draws; minimise g'Wg from several starts (L-BFGS,
-batched with vmap, checkpointed after every iteration); optionally re-weight optimally and
-re-estimate (two-step); then, at the estimate, the Jacobian G by forward-mode autodiff, the
+The steps: validate every input; simulate the draws; minimise g'Wg from several starts
+(Levenberg-Marquardt with exact Jacobians, ``estimation.msm``, checkpointed after every iteration);
+optionally re-weight optimally and re-estimate (two-step); then, at the estimate, the Jacobian G
+by forward-mode autodiff (the optimiser's own program), the
 simulation noise Omega_sim over independent draw sets, the sandwich covariance, the J test,
 Andrews-Gentzkow-Shapiro sensitivity, local identification and the Delta Gini decomposition,
 whose two closest sign flips are checked by re-estimation.
@@ -81,7 +82,17 @@ class CalibrationConfig:
         out["fixed"] = {k: float(v) for k, v in dict(self.fixed).items()}
         if self.targets is not None:
             out["targets"] = str(Path(self.targets).expanduser().absolute())
-        return json.loads(json.dumps(out, default=str).replace("Infinity", '"inf"'))
+        def plain(x):
+            """JSON-safe: infinite bounds as the strings "inf" / "-inf" (what from_dict reads)."""
+            if isinstance(x, float) and math.isinf(x):
+                return "inf" if x > 0 else "-inf"
+            if isinstance(x, dict):
+                return {str(k): plain(v) for k, v in x.items()}
+            if isinstance(x, (list, tuple)):
+                return [plain(v) for v in x]
+            return x
+
+        return json.loads(json.dumps(plain(out), default=str))
 
     @classmethod
     def from_dict(cls, values: Mapping) -> CalibrationConfig:

@@ -1,18 +1,19 @@
-"""Free parameters of an estimation: names, bounds and smooth maps to an unconstrained space.
+"""Free parameters of an estimation: names, bounds, and smooth maps to an unconstrained space.
 
 Each free parameter theta_j has bounds [lo_j, hi_j] (defaults from its MODEL.md domain, which may
-be one-sided). The optimiser works on u in R^k with
+be one-sided). The optimiser (``estimation.msm``) works on theta itself with the bounds as a box:
+each Levenberg-Marquardt step is a bounded least-squares problem, so a bound that binds is an active
+constraint. At an open end of a domain (sigma > 0) the model is not finite, the criterion is +inf
+and the step is rejected. An estimate within 0.1% of the range (or of max(1, |bound|)) of a bound
+is reported as binding.
+
+The maps to unconstrained coordinates u, for callers that want them (``msm.criterion`` takes u):
 - two finite bounds: theta = lo + (hi - lo) sin(u)^2;
 - only a lower bound: theta = lo + u^2;
 - only an upper bound: theta = hi - u^2;
 - none: theta = u.
-These smooth maps reach a bound at a finite u where dtheta/du = 0, so a bound that binds is an
-ordinary minimum in u and the optimiser converges to it; maps that reach bounds only in the limit
-(logistic, exponential) made the optimiser creep towards u = -inf (48 iterations against 32 in the
-default calibration at N = 4000, same criterion). At an open end of a domain (sigma > 0) the model
-is not finite, the criterion is +inf and the line search backs off. An estimate within 0.1% of the
-range (or of max(1, |bound|)) of a bound is reported as binding.
-"""
+They reach a bound at a finite u where dtheta/du = 0. (An earlier L-BFGS optimiser used them; a
+Gauss-Newton step through them misbehaves: the flat derivative at a bound sends it far away.)"""
 
 from __future__ import annotations
 
