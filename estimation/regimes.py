@@ -5,7 +5,8 @@ Gini(K)* at which the model-implied Delta Gini crosses zero. It is found by a sa
 method (Numerical Recipes' rtsafe) on Gini(K) in [0, 0.98]: Newton steps with the exact autodiff
 derivative dDeltaGini/dGini(K), replaced by bisection whenever a step leaves the bracket or does
 not halve |Delta Gini|. All grid points advance together, one batched (vmap) evaluation of the
-value and its derivative per iteration. Where Delta Gini has one sign on the whole interval the
+value and its derivative per iteration, each point's education fixed points warm-started from its
+previous iterate's (the path changes, not the answer). Where Delta Gini has one sign on the whole interval the
 point is reported as having no crossing in the domain.
 
 Along the curve the implicit function theorem gives its slope,
@@ -56,22 +57,28 @@ def _gini_change(params: Params, draws: Draws, settings: Settings) -> jax.Array:
 
 
 @functools.partial(jax.jit, static_argnames="settings")
-def delta_gini_with_slopes(base: Params, xi: jax.Array, gini_K: jax.Array, draws: Draws, settings: Settings):
+def delta_gini_with_slopes(base: Params, xi: jax.Array, gini_K: jax.Array, starts: jax.Array, draws: Draws,
+                           settings: Settings):
     """Delta Gini and its derivatives in xi and Gini(K) at each point of (G,) arrays.
 
+    Args:
+        starts: (G, 2, 3 O + F) warm starts of each point's fixed points (NaN: cold), e.g. the
+            aggregates of the previous Newton iterate at the same xi.
+
     Returns:
-        (value, d/dxi, d/dGini(K)), each (G,), by forward-mode autodiff.
+        (value, d/dxi, d/dGini(K), aggregates): three (G,) arrays by forward-mode autodiff and the
+        (G, 2, 3 O + F) aggregates of the solutions, the next warm starts.
     """
 
-    def one(x, g):
+    def one(x, g, start):
         def f(v):
-            value = _gini_change(_with(base, v[0], v[1]), draws, settings)
-            return value, value
+            m = jaxmodel.moments(_with(base, v[0], v[1]), draws, settings, start=start)
+            return m.gini_change, (m.gini_change, m.aggregates)
 
-        grad, value = jax.jacfwd(f, has_aux=True)(jnp.stack([x, g]))
-        return value, grad[0], grad[1]
+        grad, (value, aggregates) = jax.jacfwd(f, has_aux=True)(jnp.stack([x, g]))
+        return value, grad[0], grad[1], aggregates
 
-    return jax.lax.map(lambda a: one(*a), (xi, gini_K), batch_size=min(4, xi.shape[0]))
+    return jax.lax.map(lambda a: one(*a), (xi, gini_K, starts), batch_size=min(4, xi.shape[0]))
 
 
 @functools.partial(jax.jit, static_argnames="settings")
@@ -120,12 +127,22 @@ def find_boundary(base: Params, draws: Draws, settings: Settings, xi: np.ndarray
     g = xi.size
     lo_x, hi_x = GINI_K_RANGE
 
-    def evaluate(points):
-        f, f_xi, f_g = delta_gini_with_slopes(base, jnp.asarray(xi), jnp.asarray(points), draws, settings)
+    # Each point's fixed points start from the aggregates of its previous evaluation (warm starts:
+    # a Newton step moves Gini(K) a little); the two bracket ends start cold.
+    cold = np.full((g,) + tuple(jaxmodel.outcomes.cold(settings).shape), np.nan)
+    warm = {"starts": cold}
+
+    def evaluate(points, starts=None):
+        f, f_xi, f_g, aggregates = delta_gini_with_slopes(
+            base, jnp.asarray(xi), jnp.asarray(points), jnp.asarray(warm["starts"] if starts is None else starts),
+            draws, settings,
+        )
+        if starts is None:
+            warm["starts"] = np.asarray(aggregates)
         return np.asarray(f), np.asarray(f_xi), np.asarray(f_g)
 
-    f_lo, _, _ = evaluate(np.full(g, lo_x))
-    f_hi, _, _ = evaluate(np.full(g, hi_x))
+    f_lo, _, _ = evaluate(np.full(g, lo_x), cold)
+    f_hi, _, _ = evaluate(np.full(g, hi_x), cold)
     crossing = np.sign(f_lo) != np.sign(f_hi)
     # Orient each bracket so that f(a) < 0 < f(b).
     a = np.where(f_lo < 0, lo_x, hi_x)
