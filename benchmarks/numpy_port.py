@@ -218,7 +218,7 @@ def _anderson(aggregates, choose, x0, tau, o, settings, memory=5):
             dF.append(f - f_prev), dG.append(g - g_prev)
             dF, dG = dF[-memory:], dG[-memory:]
         f_prev, g_prev = f, g
-        if f_prev is not None and norm >= norm_prev and len(dF):
+        if dF and norm >= norm_prev:
             dF, dG = [], []
             x = (1 - d) * x + d * g
         elif dF:

@@ -394,8 +394,8 @@ def versions() -> dict:
 class _Checkpointer:
     """Saves and restores the optimiser batch of one stage inside a run folder."""
 
-    def __init__(self, folder: RunFolder | None, template_fn: Callable):
-        self.folder, self.template_fn = folder, template_fn
+    def __init__(self, folder: RunFolder | None):
+        self.folder = folder
         self.meta: dict = {}
 
     def load(self):
@@ -523,7 +523,7 @@ def calibrate(
     starts = msm.starting_points(free, base, config.n_starts, config.seed)
 
     clock.switch("optimisation")
-    checkpointer = _Checkpointer(folder, None)
+    checkpointer = _Checkpointer(folder)
     arrays = checkpointer.load() if resumed else None
     if "stage1_records" in checkpointer.meta:
         records = [_record_from_json(d) for d in checkpointer.meta["stage1_records"]]

@@ -316,7 +316,6 @@ def _box_step(r: np.ndarray, Jr: np.ndarray, S: np.ndarray, lam: float, theta: n
     """
     from scipy.optimize import lsq_linear
 
-    k = theta.shape[0]
     JtJ = Jr.T @ Jr
     diag = np.diag(JtJ)
     D = np.maximum(diag, 1e-12 * max(float(diag.max(initial=0.0)), 1e-300))
@@ -338,7 +337,6 @@ def _box_step(r: np.ndarray, Jr: np.ndarray, S: np.ndarray, lam: float, theta: n
     step = lsq_linear(A, b, bounds=(np.minimum(lo, 0.0), np.maximum(hi, 0.0)), method="bvls").x
     # Predicted decrease of Q = |r|^2 by the undamped model.
     predicted = float(-2.0 * (grad @ step) - step @ (JtJ + S) @ step)
-    del k
     return step, predicted
 
 

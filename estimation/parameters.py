@@ -105,23 +105,6 @@ class FreeParameters:
         """theta(u): (k,) bounded parameters from (k,) unconstrained coordinates."""
         return theta_of_u(jnp.asarray(u, dtype=jnp.float64), self.arrays())
 
-    def theta_and_slope(self, u) -> tuple[np.ndarray, np.ndarray]:
-        """theta(u) and dtheta/du elementwise, in NumPy (the optimiser's host side): two (k,)."""
-        u = np.asarray(u, dtype=np.float64)
-        theta, slope = np.empty_like(u), np.empty_like(u)
-        for j in range(self.size):
-            a, b, x = self.lower[j], self.upper[j], u[j]
-            if math.isfinite(a) and math.isfinite(b):
-                theta[j] = a + (b - a) * math.sin(x) ** 2
-                slope[j] = (b - a) * math.sin(2.0 * x)
-            elif math.isfinite(a):
-                theta[j], slope[j] = a + x * x, 2.0 * x
-            elif math.isfinite(b):
-                theta[j], slope[j] = b - x * x, -2.0 * x
-            else:
-                theta[j], slope[j] = x, 1.0
-        return theta, slope
-
     def to_u(self, theta) -> np.ndarray:
         """u(theta), the inverse map (the branch with u >= 0); theta must lie inside the bounds."""
         theta = np.asarray(theta, dtype=np.float64)

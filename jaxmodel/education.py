@@ -15,8 +15,8 @@ x* = market(choice(x*)) and P* = choice(x*). The solver works in that small spac
 Solvers (``Settings.fp_solver``; the fixed point, not the path to it, is the model):
 
 - "anderson" (default): Anderson acceleration (type II, memory :data:`ANDERSON_MEMORY`) of
-  x <- market(choice(x)). Each iteration makes one pass over the agents for ``market`` and two
-  cheap ones for ``choice``; its least-squares problem is (3 O + F) x m. Safeguard: an iteration
+  x <- market(choice(x)). Each iteration makes one pass over the agents for ``market`` and a
+  cheaper one for ``choice``; its least-squares problem is (3 O + F) x m. Safeguard: an iteration
   whose residual does not fall is followed by a damped step x <- (1 - d) x + d market(choice(x))
   (d = ``fp_damping``) with the history cleared; these fallbacks are counted in the diagnostics.
 - "damped": the reference of MODEL.md, P <- (1 - d) P + d Gamma(P) from P = 0.4 on the (O, M)
@@ -96,11 +96,6 @@ def market_map(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.A
 def college_choice(params, econ: Economy, P: jax.Array, settings: Settings) -> jax.Array:
     """Gamma(P) = choice(market(P)): the college probabilities implied by probabilities P, (O, M)."""
     return choice(params, econ, market_map(params, econ, P, settings), settings)
-
-
-def cold_start(params, econ: Economy, settings: Settings) -> jax.Array:
-    """The aggregates at P = 0.4 for every agent, where a cold solve begins: (3 O + F,)."""
-    return market_map(params, econ, jnp.full_like(econ.cost, P_START), settings)
 
 
 def _norm_weights(x: jax.Array, settings: Settings) -> jax.Array:

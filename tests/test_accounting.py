@@ -10,11 +10,8 @@ differences between the reference and jaxmodel (at most 3e-11 relative for wages
 
 from __future__ import annotations
 
-import jax
 import numpy as np
 import pytest
-
-import jaxmodel
 
 from .test_reference_equations import (
     CASE_IDS,
@@ -23,36 +20,19 @@ from .test_reference_equations import (
     N,
     O,
     PER_FIRM,
-    POINTS,
-    SETTINGS,
-    SPECS,
-    draws_to_numpy,
-    reference_state,
+    solved_case,
     to_layout,
 )
 
 
 @pytest.fixture(scope="module")
-def draws():
-    return jaxmodel.make_draws(jax.random.key(12), SETTINGS["additive"])
+def case():
+    """(params dict, {"before"/"after": (jaxmodel State, naive reference at its P*)}), solved once
+    per session for both this file and test_reference_equations.py."""
 
-
-@pytest.fixture(scope="module")
-def case(draws):
-    """jaxmodel's states before and after AI and the naive reference at their P*, once per case."""
-    cache: dict = {}
-
-    def get(spec: str, point: str) -> dict:
-        if (spec, point) not in cache:
-            params = jaxmodel.baseline().replace(**SPECS[spec], **POINTS[point])
-            p = {k: float(v) for k, v in params.to_dict().items()}
-            u = draws_to_numpy(draws)
-            out = {}
-            for name, A in (("before", 0.0), ("after", p["A1"])):
-                state = jaxmodel.solve(params, draws, SETTINGS[spec], A)
-                out[name] = (state, reference_state(p, u, spec, A, state))
-            cache[spec, point] = (p, out)
-        return cache[spec, point]
+    def get(spec: str, point: str):
+        c = solved_case(spec, point)
+        return c["p"], {name: (c["states"][name], c["refs"][name]) for name in ("before", "after")}
 
     return get
 

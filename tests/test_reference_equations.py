@@ -23,6 +23,8 @@ compared with jaxmodel's outputs.
 
 from __future__ import annotations
 
+import functools
+
 import math
 from fractions import Fraction
 from statistics import NormalDist
@@ -361,35 +363,37 @@ def reference_state(p: dict, u: dict, spec: str, A: float, state) -> dict:
 # --------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def draws():
-    # One draw set for every spec: make_draws depends on the sizes only, not on spec.
+@functools.cache
+def solved_case(spec: str, point: str) -> dict:
+    """jaxmodel's states before and after AI, the moments, and the naive reference at their P*.
+
+    Cached across the test modules that use it (this one and ``tests/test_accounting.py``), so each
+    (spec, point) is solved once per session. One draw set for every spec: make_draws depends on
+    the sizes only, not on spec.
+    """
+    draws = _draws()
+    params = jaxmodel.baseline().replace(**SPECS[spec], **POINTS[point])
+    p = {k: float(v) for k, v in params.to_dict().items()}
+    u = draws_to_numpy(draws)
+    settings = SETTINGS[spec]
+    states = {
+        "before": jaxmodel.solve(params, draws, settings, 0.0),
+        "after": jaxmodel.solve(params, draws, settings, p["A1"]),
+    }
+    refs = {name: reference_state(p, u, spec, A, states[name])
+            for name, A in (("before", 0.0), ("after", p["A1"]))}
+    return dict(params=params, p=p, u=u, states=states, refs=refs,
+                moments=jaxmodel.moments(params, draws, settings))
+
+
+@functools.cache
+def _draws():
     return jaxmodel.make_draws(jax.random.key(12), SETTINGS["additive"])
 
 
 @pytest.fixture(scope="module")
-def case(draws):
-    cache: dict = {}
-
-    def get(spec: str, point: str) -> dict:
-        if (spec, point) not in cache:
-            params = jaxmodel.baseline().replace(**SPECS[spec], **POINTS[point])
-            p = {k: float(v) for k, v in params.to_dict().items()}
-            u = draws_to_numpy(draws)
-            settings = SETTINGS[spec]
-            states = {
-                "before": jaxmodel.solve(params, draws, settings, 0.0),
-                "after": jaxmodel.solve(params, draws, settings, p["A1"]),
-            }
-            refs = {name: reference_state(p, u, spec, A, states[name])
-                    for name, A in (("before", 0.0), ("after", p["A1"]))}
-            cache[spec, point] = dict(
-                params=params, p=p, u=u, states=states, refs=refs,
-                moments=jaxmodel.moments(params, draws, settings),
-            )
-        return cache[spec, point]
-
-    return get
+def case():
+    return solved_case
 
 
 def relative_error(mine, theirs) -> float:
