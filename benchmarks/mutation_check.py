@@ -30,7 +30,11 @@ RESULTS = ROOT / "benchmarks" / "results"
 MUTATIONS = [
     ("screening ridge set to 0", "jaxmodel/screening.py",
      [("_RIDGE = 1e-12", "_RIDGE = 0.0")],
-     ["tests/test_reference_equations.py", "tests/test_model.py"]),
+     ["tests/test_credential_support.py", "tests/test_reference_equations.py", "tests/test_model.py"]),
+    ("credential support ignored (every occupation in R)", "jaxmodel/screening.py",
+     [("    return jnp.clip(jnp.minimum(n0, n1) / CREDENTIAL_MIN_COUNT - 1.0, 0.0, 1.0)",
+       "    return jnp.ones_like(n0)")],
+     ["tests/test_credential_support.py", "tests/test_reference_equations.py"]),
     ("fp_damping ignored (hard-coded 0.5)", "jaxmodel/education.py",
      [("    d, tol = settings.fp_damping, settings.tol", "    d, tol = 0.5, settings.tol"),
       ("tol, damping, max_iter = settings.tol, settings.fp_damping, settings.fp_max_iter",

@@ -177,6 +177,8 @@ def _state(p, wf, u_K, A, settings):
     task_cv = np.sqrt(second - shift**2) / task_mean
     abar = omega @ a
     diag = _projection(log_h, s, w)[:, 2]
+    # Credential support: both credential values held by >= 5 expected agents (full at 10).
+    support = np.clip(np.minimum(w[0].sum(1), w[1].sum(1)) / 5.0 - 1.0, 0.0, 1.0)
     sw = w.sum((0, 2))
     ms, mh = (w * s).sum((0, 2)) / sw, (w * log_h).sum((0, 2)) / sw
     cov = (w * s * log_h).sum((0, 2)) / sw - ms * mh
@@ -190,7 +192,7 @@ def _state(p, wf, u_K, A, settings):
     return {
         "task_mean": task_mean, "task_cv": task_cv, "exposure": a,
         "college_premium": (w[1] * log_income[1]).sum() / w[1].sum() - (w[0] * log_income[0]).sum() / w[0].sum(),
-        "credential_reliance": np.sum(abar * diag) / abar.sum(),
+        "abar": abar, "support": support, "diag": diag,
         "diagnostic_variance": np.sum(abar * v_d) / abar.sum(),
         "between_firm_share": np.sum(gw * gdev**2) / np.sum(wx * (x - mean) ** 2),
         "gini": gini, "college_share": P.mean(), "capital_share": owner_total / (worker_total + owner_total),
@@ -261,6 +263,12 @@ def moments(params: dict, draws: dict, settings: dict) -> dict:
     def change(key):
         return np.sum(a * (after[key] / before[key] - 1)) / a.sum()
 
+    # Credential reliance on the occupations with both credentials in both states.
+    weight = before["abar"] * np.minimum(before["support"], after["support"])
+    for state in (before, after):
+        state["credential_reliance"] = np.sum(weight * state["diag"]) / weight.sum() if weight.sum() > 0 else 0.0
+        state["credential_occupations"] = np.minimum(before["support"], after["support"]).sum()
+
     out = {
         "cv_change": change("task_cv"), "productivity_gain": change("task_mean"),
         "college_premium_change": after["college_premium"] - before["college_premium"],
@@ -269,7 +277,8 @@ def moments(params: dict, draws: dict, settings: dict) -> dict:
         "gini_change": after["gini"] - before["gini"],
     }
     for key in ("gini", "college_share", "between_firm_share", "capital_share", "diagnostic_variance",
-                "college_premium", "credential_reliance", "fp_residual", "fp_iterations"):
+                "college_premium", "credential_reliance", "credential_occupations", "fp_residual",
+                "fp_iterations"):
         out[f"{key}_before"], out[f"{key}_after"] = before[key], after[key]
     return out
 

@@ -43,6 +43,7 @@ STATE_DIAGNOSTICS: tuple[str, ...] = (
     "diagnostic_variance",
     "college_premium",
     "credential_reliance",
+    "credential_occupations",
     "fp_residual",
     "fp_iterations",
     "fp_fallbacks",
@@ -66,8 +67,12 @@ class State:
         task_mean: (T,) within-task mean output; task_cv: (T,) its coefficient of variation.
         wage_coef: (O, 3) wage projection of log MPc on [1, s, e] (s centred by occupation).
         credential_coef: (O,) b^D_o, the credential coefficient of the diagnostic projection.
+        credential_support: (O,) g_o in [0, 1], how far b^D_o is identified
+            (``screening.credential_support``: 0 where (almost) nobody or everybody goes to college).
+        occupation_exposure: (O,) abar_o = sum_k omega_ok a_k.
         college_premium: weighted mean log W for e = 1 minus e = 0.
-        credential_reliance: R = sum_o abar_o b^D_o / sum_o abar_o.
+        credential_reliance: R = sum_o abar_o g_o b^D_o / sum_o abar_o g_o (``screening.credential_reliance``).
+        credential_occupations: sum_o g_o, the number of occupations R averages over.
         diagnostic_variance: V_D, abar-weighted mean over occupations of Corr(s, log h)^2.
         between_firm_share: between-firm share of the variance of log worker income.
         gini: Gini of income over all persons (workers and owners).
@@ -91,8 +96,11 @@ class State:
     task_cv: jax.Array
     wage_coef: jax.Array
     credential_coef: jax.Array
+    credential_support: jax.Array
+    occupation_exposure: jax.Array
     college_premium: jax.Array
     credential_reliance: jax.Array
+    credential_occupations: jax.Array
     diagnostic_variance: jax.Array
     between_firm_share: jax.Array
     gini: jax.Array
@@ -160,6 +168,8 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
 
     firm_of_branch = jnp.broadcast_to(econ.firm[None], w.shape).reshape(-1)
     diag_coef = screening.weighted_projection(econ.log_h, econ.signal, w)[:, 2]
+    support = screening.credential_support(w)
+    abar = econ.omega @ econ.exposure
     v_d = screening.diagnostic_variance(econ.signal, econ.log_h, w)
     task_mean, task_cv = task_statistics(econ, w)
     return State(
@@ -175,9 +185,12 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
         task_cv=task_cv,
         wage_coef=market.wage_coef,
         credential_coef=diag_coef,
+        credential_support=support,
+        occupation_exposure=abar,
         college_premium=jnp.sum(w[1] * log_income[1]) / jnp.sum(w[1])
         - jnp.sum(w[0] * log_income[0]) / jnp.sum(w[0]),
-        credential_reliance=_exposure_average(econ, diag_coef),
+        credential_reliance=screening.credential_reliance(abar, support, diag_coef),
+        credential_occupations=jnp.sum(support),
         diagnostic_variance=_exposure_average(econ, v_d),
         between_firm_share=between_group_share(
             log_income.reshape(-1), w.reshape(-1), firm_of_branch, settings.n_firms
@@ -238,20 +251,33 @@ def _exposure_weighted_change(a: jax.Array, after: jax.Array, before: jax.Array)
 
 
 def compare_states(params, before: State, after: State, exposure: jax.Array) -> Moments:
-    """The six moments from the two solved states (after minus before)."""
+    """The six moments from the two solved states (after minus before).
+
+    Credential reliance is compared on the same occupations in both states: each occupation's
+    support is min(g_o before, g_o after), so that m4 never reflects an occupation entering or
+    leaving R; the diagnostics ``credential_reliance`` and ``credential_occupations`` of both
+    states are those of this common set.
+    """
+    support = jnp.minimum(before.credential_support, after.credential_support)
 
     def diagnostics(state: State) -> dict:
-        return {name: getattr(state, name) for name in STATE_DIAGNOSTICS}
+        out = {name: getattr(state, name) for name in STATE_DIAGNOSTICS}
+        out["credential_reliance"] = screening.credential_reliance(
+            state.occupation_exposure, support, state.credential_coef
+        )
+        out["credential_occupations"] = jnp.sum(support)
+        return out
 
+    before_d, after_d = diagnostics(before), diagnostics(after)
     return Moments(
         cv_change=_exposure_weighted_change(exposure, after.task_cv, before.task_cv),
         productivity_gain=_exposure_weighted_change(exposure, after.task_mean, before.task_mean),
         college_premium_change=after.college_premium - before.college_premium,
-        credential_reliance_change=after.credential_reliance - before.credential_reliance,
+        credential_reliance_change=after_d["credential_reliance"] - before_d["credential_reliance"],
         between_firm_share_change=after.between_firm_share - before.between_firm_share,
         gini_change=after.gini - before.gini,
-        before=diagnostics(before),
-        after=diagnostics(after),
+        before=before_d,
+        after=after_d,
         aggregates=jnp.stack([before.aggregates, after.aggregates]),
     )
 

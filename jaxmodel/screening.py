@@ -15,9 +15,17 @@ from jaxmodel.aggregation import occupation_sums
 
 # Ridge on the credential column, relative to the occupation's weight: 1e-12 moves a coefficient
 # by about 1e-12 of its size when the credential varies in the occupation, and keeps the normal
-# equations solvable when nobody (or everybody) in it is predicted to go to college, where the
-# credential coefficient is then shrunk to 0 instead of being undefined.
+# equations solvable when nobody (or everybody) in it is predicted to go to college. There the
+# credential coefficient is shrunk to 0 instead of being undefined: an employer who never sees
+# both values of the credential in an occupation pays nothing for it (the wage projection), and
+# the occupation is left out of credential reliance (see :func:`credential_support`).
 _RIDGE = 1e-12
+
+#: Credential reliance needs both values of the credential in an occupation. An occupation enters
+#: R in full when at least 2 x CREDENTIAL_MIN_COUNT of its agents are expected to hold each value
+#: (sum_i P_i and sum_i (1 - P_i) over its agents), not at all below CREDENTIAL_MIN_COUNT, and
+#: linearly in between, so that R stays continuous in the parameters.
+CREDENTIAL_MIN_COUNT = 5.0
 
 
 def credential(dtype) -> jax.Array:
@@ -57,6 +65,41 @@ def fitted(b: jax.Array, s: jax.Array) -> jax.Array:
     """b_o0 + b_o1 s + b_o2 e: (2, O, M) from (O, 3) coefficients and (2, O, M) regressor s."""
     e = credential(s.dtype)
     return b[None, :, 0:1] + b[None, :, 1:2] * s + b[None, :, 2:3] * e
+
+
+def credential_support(w: jax.Array) -> jax.Array:
+    """How far each occupation's credential coefficient is identified: g_o in [0, 1].
+
+    With n1_o = sum_i P_i (expected college graduates in occupation o) and n0_o = sum_i (1 - P_i),
+    g_o = clip(min(n0_o, n1_o) / CREDENTIAL_MIN_COUNT - 1, 0, 1). Where (almost) nobody or
+    (almost) everybody in an occupation is predicted to go to college, the credential is (nearly)
+    collinear with the intercept and b^D_o says nothing about the credential; its value there is
+    set by the ridge, not by the data, so the occupation gets g_o = 0.
+
+    Args:
+        w: (2, O, M) branch weights (w[0] = 1 - P, w[1] = P).
+
+    Returns:
+        (O,) weights in [0, 1].
+    """
+    n0, n1 = occupation_sums(w[0:1], w[1:2])
+    return jnp.clip(jnp.minimum(n0, n1) / CREDENTIAL_MIN_COUNT - 1.0, 0.0, 1.0)
+
+
+def credential_reliance(abar: jax.Array, support: jax.Array, coef: jax.Array) -> jax.Array:
+    """R = sum_o abar_o g_o b^D_o / sum_o abar_o g_o (MODEL.md section 5, over identified occupations).
+
+    MODEL.md's R = sum_o abar_o b^D_o / sum_o abar_o, with each occupation's weight abar_o
+    multiplied by its support g_o (:func:`credential_support`); equal to MODEL.md's R whenever every
+    occupation has both credential values (g_o = 1). R = 0 when no occupation has both.
+
+    Args:
+        abar: (O,) exposure weights; support: (O,) g_o; coef: (O,) b^D_o.
+    """
+    weight = abar * support
+    total = jnp.sum(weight)
+    safe = jnp.where(total > 0, total, 1.0)
+    return jnp.where(total > 0, jnp.sum(weight * coef) / safe, 0.0)
 
 
 def diagnostic_variance(s: jax.Array, log_h: jax.Array, w: jax.Array) -> jax.Array:

@@ -303,7 +303,12 @@ def outcomes(p: dict, ec: dict, mk: dict, P: np.ndarray) -> dict:
     log_W = np.log(mk["income"])
     premium = weighted_mean(log_W[1], w[1]) - weighted_mean(log_W[0], w[0])
     abar = ec["omega"] @ ec["a"]  # abar_o = sum_k omega_ok a_k
-    reliance = np.sum(abar * mk["diag_coef"][:, 2]) / np.sum(abar)
+    # R over the occupations where both credential values are held: expected holders of each,
+    # n1_o = sum_{i in o} P_i and n0_o = sum_{i in o} (1 - P_i); weight 0 below 5, 1 from 10 on,
+    # linear between (the rule documented in jaxmodel.screening.credential_support).
+    held = np.array([min(np.sum(1.0 - P[ec["occ"] == o]), np.sum(P[ec["occ"] == o])) for o in range(len(abar))])
+    support = np.clip(held / 5.0 - 1.0, 0.0, 1.0)
+    reliance = np.sum(abar * support * mk["diag_coef"][:, 2]) / np.sum(abar * support)
     diag_var = np.sum(abar * mk["v_d"]) / np.sum(abar)
 
     # Between-firm share of the weighted variance of log worker income (worker-branches).
@@ -319,10 +324,17 @@ def outcomes(p: dict, ec: dict, mk: dict, P: np.ndarray) -> dict:
     owner_total = np.sum(mk["owner_mass"] * mk["owner_income"])
     return dict(
         task_mean=task_mean, task_cv=task_cv, college_premium=premium, credential_reliance=reliance,
+        abar=abar, support=support, diag=mk["diag_coef"][:, 2],
         diagnostic_variance=diag_var, between_firm_share=between / total_var,
         gini=gini_double_sum(persons_x, persons_w), college_share=np.mean(P),
         capital_share=owner_total / (np.sum(w * mk["income"]) + owner_total),
     )
+
+
+def common_reliance(state: dict, before: dict, after: dict) -> float:
+    """R of ``state`` over the occupations supported in both states (weights min(g before, g after))."""
+    weight = state["abar"] * np.minimum(before["support"], after["support"])
+    return np.sum(weight * state["diag"]) / np.sum(weight)
 
 
 def reference_moments(a: np.ndarray, before: dict, after: dict) -> np.ndarray:
@@ -331,7 +343,7 @@ def reference_moments(a: np.ndarray, before: dict, after: dict) -> np.ndarray:
         np.sum(a * (after["task_cv"] / before["task_cv"] - 1.0)) / np.sum(a),
         np.sum(a * (after["task_mean"] / before["task_mean"] - 1.0)) / np.sum(a),
         after["college_premium"] - before["college_premium"],
-        after["credential_reliance"] - before["credential_reliance"],
+        common_reliance(after, before, after) - common_reliance(before, before, after),
         after["between_firm_share"] - before["between_firm_share"],
         after["gini"] - before["gini"],
     ])
@@ -537,5 +549,10 @@ def test_six_moments_equal_naive_reference(case, spec, point):
     for label, ref in (("before", before), ("after", after)):
         diagnostics = getattr(c["moments"], label)
         for field in ("gini", "college_share", "between_firm_share", "capital_share",
-                      "diagnostic_variance", "college_premium", "credential_reliance"):
+                      "diagnostic_variance", "college_premium"):
             assert abs(ref["out"][field] - float(diagnostics[field])) < 1e-9, (label, field)
+        # The moments' credential reliance is over the occupations supported in both states.
+        common = common_reliance(ref["out"], before["out"], after["out"])
+        assert abs(common - float(diagnostics["credential_reliance"])) < 1e-9, label
+        occupations = np.sum(np.minimum(before["out"]["support"], after["out"]["support"]))
+        assert abs(occupations - float(diagnostics["credential_occupations"])) < 1e-9, label
