@@ -1,0 +1,1 @@
+"""Presentation of results: files, figures, tables, LaTeX and the HTML report (no computation)."""
