@@ -1,0 +1,115 @@
+"""Do two revisions write the same results? A scripted byte-for-byte comparison (issue 13).
+
+A refactor must not change what a user gets. This script runs one list of commands (every command of
+the CLI, small sizes) in a scratch copy of a base revision and in the working tree (or a second
+revision), and compares every file they write, and the standard output of the commands that print
+JSON, byte for byte. ``timing.json`` holds wall times and is left out.
+
+    python benchmarks/same_outputs.py --base HEAD~3                # base revision vs the working tree
+    python benchmarks/same_outputs.py --base A --rev B --out benchmarks/results/same_outputs.json
+
+Exit code 0 when everything is identical, 1 otherwise (the differing files are listed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+SMALL = ["--agents", "4000", "--firms", "40", "--seed", "3"]
+
+#: (name, arguments with {out}/{cal}/{data} placeholders, whether stdout is compared)
+COMMANDS = [
+    ("simulate", ["simulate", *SMALL, "--json"], True),
+    ("simulate-set", ["simulate", *SMALL, "--json", "--set", "xi=0.4,psi=0.5"], True),
+    ("calibrate", ["calibrate", *SMALL, "--starts", "2", "--max-iter", "15", "--sim-sets", "3",
+                   "--flip-checks", "1", "--quiet", "--out", "{out}"], False),
+    ("calibrate-two-step", ["calibrate", *SMALL, "--starts", "1", "--max-iter", "10", "--sim-sets", "4",
+                            "--flip-checks", "0", "--weights", "optimal", "--free", "xi,eta1", "--quiet",
+                            "--out", "{out}"], False),
+    ("regimes", ["regimes", "--from", "{cal}", "--grid", "3", "--out", "{out}"], False),
+    ("scenario", ["scenario", "all", "--from", "{cal}", "--json", "--csv", "{out}/scenario.csv"], True),
+    ("oews", ["oews", "--data", "{data}", "--no-model", "--out", "{out}"], False),
+    ("panel-power", ["panel-power", "--from", "{cal}", "--reps", "20", "--sizes", "10", "40", "--out", "{out}"], False),
+]
+
+
+def _copy(rev: str, dest: Path) -> None:
+    dest.mkdir(parents=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", rev], check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def run_all(code: Path, work: Path, data: Path) -> dict[str, str]:
+    """Run every command with the code in ``code``; returns {relative file name: sha256}."""
+    env = {**os.environ, "PYTHONPATH": str(code), "LEVELFIELD_CACHE_DIR": str(work / "cache")}
+    digests: dict[str, str] = {}
+    for name, args, stdout in COMMANDS:
+        out = work / name
+        if name == "scenario":
+            out.mkdir(parents=True)
+        filled = [a.format(out=out, cal=work / "calibrate", data=data) for a in args]
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "estimation.cli", *filled], cwd=work, env=env,
+                              capture_output=True, text=True, timeout=1800)
+        print(f"  {name}: exit {proc.returncode} ({time.perf_counter() - start:.0f} s)", file=sys.stderr)
+        if proc.returncode != 0:
+            raise SystemExit(f"{name} failed in {code}:\n{proc.stderr[-3000:]}")
+        if stdout:
+            digests[f"{name}/stdout"] = hashlib.sha256(proc.stdout.encode()).hexdigest()
+        for path in sorted(p for p in out.rglob("*") if p.is_file()):
+            if path.name != "timing.json":
+                digests[str(path.relative_to(work))] = _digest(path)
+    return digests
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--base", required=True, help="the revision to compare against")
+    parser.add_argument("--rev", help="a second revision (default: the working tree)")
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the OEWS data folder")
+    parser.add_argument("--out", type=Path, default=RESULTS / "same_outputs.json")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        sides = {}
+        for label, rev in (("base", args.base), ("new", args.rev)):
+            code = Path(tmp) / f"{label}-code"
+            if rev is None:
+                shutil.copytree(ROOT, code, ignore=shutil.ignore_patterns(
+                    ".git", "__pycache__", "*.egg-info", "runs", ".pytest_cache", ".hypothesis"))
+            else:
+                _copy(rev, code)
+            work = Path(tmp) / f"{label}-work"
+            work.mkdir()
+            print(f"{label} ({rev or 'working tree'}):", file=sys.stderr)
+            sides[label] = run_all(code, work, args.data.resolve())
+    names = sorted(set(sides["base"]) | set(sides["new"]))
+    differ = [n for n in names if sides["base"].get(n) != sides["new"].get(n)]
+    payload = {"base": args.base, "new": args.rev or "working tree", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+               "commands": [" ".join(a) for _, a, _ in COMMANDS], "files_compared": len(names),
+               "identical": not differ, "differ": differ}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    tmp_out = args.out.with_suffix(".tmp")
+    tmp_out.write_text(json.dumps(payload, indent=2) + "\n")
+    os.replace(tmp_out, args.out)
+    print(f"{len(names)} files compared; {'all identical' if not differ else f'{len(differ)} differ: {differ}'}",
+          file=sys.stderr)
+    return 0 if not differ else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
