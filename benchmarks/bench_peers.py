@@ -172,7 +172,7 @@ def bench_calibration(n, ftol) -> dict:
 
     import jaxmodel
     from benchmarks import numpy_port
-    from estimation.targets import load_targets
+    from estimation.msm.targets import load_targets
 
     warnings.filterwarnings("ignore")
     import estimagic as em

@@ -1,17 +1,25 @@
-"""levelfield's estimation layer: MSM, inference, sensitivity, regimes, data and the CLI.
+"""levelfield's estimation layer, by concern.
 
-The Python API mirrors ``levelfield calibrate``: ``calibrate(...) -> Result``, with the small pure
-inference functions of (G, W, Omega) in :mod:`estimation.inference`.
+- ``estimation.msm``: the method of simulated moments (targets, free parameters, the optimiser,
+  ``calibrate`` and its typed ``Result``);
+- ``estimation.inference``: the pure inference functions of (G, W, Omega);
+- ``estimation.regimes``: the boundary Delta Gini = 0, regime maps and policy scenarios;
+- ``estimation.empirics``: BLS OEWS data, AI-exposure measures, occupation regressions, panel power;
+- ``estimation.output``: results folders, figures, terminal tables, LaTeX and the HTML report;
+- ``estimation.cli``: the ``levelfield`` command line.
+
+The Python API mirrors ``levelfield calibrate``: ``calibrate(...) -> Result``.
 """
 
-from estimation.calibration import CalibrationConfig, Result, calibrate
-from estimation.errors import ConfigError, EstimationError, OutputError, TargetsError
-from estimation.targets import Targets, load_targets
+from estimation.errors import ConfigError, DataError, EstimationError, NumericalError, OutputError, TargetsError
+from estimation.msm import CalibrationConfig, Result, Targets, calibrate, load_targets
 
 __all__ = [
     "CalibrationConfig",
     "ConfigError",
+    "DataError",
     "EstimationError",
+    "NumericalError",
     "OutputError",
     "Result",
     "Targets",

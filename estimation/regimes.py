@@ -16,10 +16,9 @@ dGini(K)*/dxi = -(dDeltaGini/dxi) / (dDeltaGini/dGini(K)).
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
-import json
 from collections.abc import Callable, Mapping
-from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -93,6 +92,15 @@ def delta_gini_map(base: Params, xi: jax.Array, gini_K: jax.Array, eta0: jax.Arr
     return jax.lax.map(one, (xi, gini_K, eta0, eta1), batch_size=min(4, xi.shape[0]))
 
 
+class Crossing(enum.Enum):
+    """How the search for Gini(K)* ended at one xi."""
+
+    CONVERGED = "converged"
+    ALWAYS_CONCENTRATING = "Delta Gini > 0 everywhere"
+    NEVER_CONCENTRATING = "Delta Gini < 0 everywhere"
+    NOT_CONVERGED = "not converged"
+
+
 @dataclasses.dataclass
 class Boundary:
     """The boundary Delta Gini = 0 for one technology structure, one row per xi."""
@@ -105,15 +113,25 @@ class Boundary:
     residual: np.ndarray  # (G,) Delta Gini at the point
     slope: np.ndarray  # (G,) dGini(K)*/dxi by the implicit function theorem
     iterations: np.ndarray  # (G,)
-    status: list  # "converged", "no crossing in [0, 0.98]: Delta Gini > 0 everywhere", ...
+    status: list  # (G,) Crossing
     concentrating_above: np.ndarray  # (G,) bool: Delta Gini > 0 above the curve (higher Gini(K))
+
+    def status_text(self, i: int) -> str:
+        """The status of row i in words (as in boundary.csv)."""
+        status = self.status[i]
+        if status is Crossing.CONVERGED:
+            return status.value
+        if status is Crossing.NOT_CONVERGED:
+            return f"not converged: |Delta Gini| = {abs(self.residual[i]):.1e} after {self.iterations[i]} iterations"
+        lo, hi = GINI_K_RANGE
+        return f"no crossing in [{lo:g}, {hi:g}]: {status.value}"
 
     def records(self) -> list[dict]:
         return [
             {"structure": self.structure, "eta0": self.eta0, "eta1": self.eta1, "xi": float(self.xi[i]),
              "gini_K": float(self.gini_K[i]), "delta_gini_residual": float(self.residual[i]),
              "slope_dginiK_dxi": float(self.slope[i]), "iterations": int(self.iterations[i]),
-             "status": self.status[i],
+             "status": self.status_text(i),
              "concentrating_side": "above" if self.concentrating_above[i] else "below"}
             for i in range(self.xi.size)
         ]
@@ -183,12 +201,9 @@ def find_boundary(base: Params, draws: Draws, settings: Settings, xi: np.ndarray
     status = []
     for i in range(g):
         if not crossing[i]:
-            side = "> 0" if f_lo[i] > 0 else "< 0"
-            status.append(f"no crossing in [{lo_x:g}, {hi_x:g}]: Delta Gini {side} everywhere")
-        elif abs(f[i]) < F_TOL:
-            status.append("converged")
+            status.append(Crossing.ALWAYS_CONCENTRATING if f_lo[i] > 0 else Crossing.NEVER_CONCENTRATING)
         else:
-            status.append(f"not converged: |Delta Gini| = {abs(f[i]):.1e} after {iterations[i]} iterations")
+            status.append(Crossing.CONVERGED if abs(f[i]) < F_TOL else Crossing.NOT_CONVERGED)
     gini_star = np.where(crossing, x, np.nan)
     slope = np.where(crossing, -f_xi / f_g, np.nan)
     return Boundary(
@@ -254,80 +269,35 @@ def run_scenarios(base: Params, draws: Draws, settings: Settings, names: list[st
     return rows
 
 
-def base_from_report(folder: str | Path) -> tuple[Params, dict]:
-    """Parameters and model configuration of a calibration's results folder (its report.json).
+@dataclasses.dataclass(frozen=True)
+class RegimeStudy:
+    """What ``levelfield regimes`` computes: the boundary of each structure and two maps.
 
-    Raises:
-        ConfigError: no report.json there, or not one written by ``levelfield calibrate``.
+    Attributes:
+        boundaries: one :class:`Boundary` per structure in :data:`STRUCTURES`.
+        xi, gini_K, eta1: (G,) grids; plane: (G, G) Delta Gini over (xi, Gini(K));
+        technology: (G, G) Delta Gini over (eta1, xi).
     """
-    path = Path(folder) / "report.json"
-    try:
-        report = json.loads(path.read_text("utf-8"))
-        config = report["config"]
-        estimates = {row["parameter"]: float(row["estimate"]) for row in report["estimates"]}
-    except FileNotFoundError:
-        raise ConfigError(f"--from {folder}: no report.json there (a folder written by levelfield calibrate)") from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise ConfigError(f"--from {folder}: report.json is not a levelfield calibration report ({exc})") from None
-    params = jaxmodel.baseline().replace(**{k: float(v) for k, v in config.get("fixed", {}).items()}, **estimates)
-    return params, config
+
+    boundaries: list
+    xi: np.ndarray
+    gini_K: np.ndarray
+    eta1: np.ndarray
+    plane: np.ndarray
+    technology: np.ndarray
 
 
-def _png(fig) -> bytes:
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
-def regime_map_figure(xi: np.ndarray, gini_K: np.ndarray, values: np.ndarray, boundaries: list[Boundary],
-                      marker: tuple[float, float] | None = None) -> bytes:
-    """Heatmap of Delta Gini over (xi, Gini(K)) with the boundary curve of each structure."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
-
-    fig, ax = plt.subplots(figsize=(6.8, 5.2))
-    limit = float(np.nanmax(np.abs(values))) or 1e-6
-    mesh = ax.pcolormesh(xi, gini_K, values.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
-    fig.colorbar(mesh, ax=ax, label="Delta Gini (after AI minus before)")
-    ax.contour(xi, gini_K, values.T, levels=[0.0], colors="black", linewidths=0.8, linestyles=":")
-    ax.plot([], [], ":", color="black", lw=0.8, label="Delta Gini = 0 at the map's own (eta0, eta1)")
-    styles = {"commodity-leaning": ("tab:green", "-"), "proprietary-leaning": ("tab:purple", "--")}
-    for b in boundaries:
-        colour, style = styles.get(b.structure, ("black", "-"))
-        ax.plot(b.xi, b.gini_K, style, color=colour, lw=2.2,
-                label=f"boundary, {b.structure} (eta0={b.eta0:g}, eta1={b.eta1:g})")
-    if marker is not None:
-        ax.plot(*marker, "k*", ms=12, label="parameters of the map")
-    ax.set_xlabel("rent sharing xi")
-    ax.set_ylabel("asset concentration Gini(K)")
-    ax.set_title("Two regimes: Delta Gini > 0 (red) concentrating, < 0 (blue) equalizing", fontsize=9)
-    ax.legend(fontsize=7, loc="lower right")
-    return _png(fig)
-
-
-def technology_map_figure(eta1: np.ndarray, xi: np.ndarray, values: np.ndarray) -> bytes:
-    """Heatmap of Delta Gini over (eta1, xi): the technology structure alone crosses the boundary."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.colors import TwoSlopeNorm
-
-    fig, ax = plt.subplots(figsize=(6.8, 5.2))
-    limit = float(np.nanmax(np.abs(values))) or 1e-6
-    mesh = ax.pcolormesh(eta1, xi, values.T, cmap="RdBu_r", norm=TwoSlopeNorm(0.0, -limit, limit), shading="nearest")
-    fig.colorbar(mesh, ax=ax, label="Delta Gini")
-    if np.nanmin(values) < 0 < np.nanmax(values):
-        ax.contour(eta1, xi, values.T, levels=[0.0], colors="black", linewidths=1.6)
-    ax.set_xlabel("proprietary AI access eta1")
-    ax.set_ylabel("rent sharing xi")
-    ax.set_title("Technology structure and rent sharing: the boundary Delta Gini = 0 (black)", fontsize=9)
-    return _png(fig)
+def study(params: Params, draws: Draws, settings: Settings, grid: int,
+          progress: Callable[[str], None] | None = None) -> RegimeStudy:
+    """The boundary Delta Gini = 0 for every structure on a grid of ``grid`` values of xi in
+    [0, 0.8], and maps of Delta Gini over (xi, Gini(K) in [0, 0.95]) and (eta1 in [0, 2], xi)."""
+    say = progress or (lambda text: None)
+    xi = np.linspace(0.0, 0.8, grid)
+    gini_K = np.linspace(0.0, 0.95, grid)
+    eta1 = np.linspace(0.0, 2.0, grid)
+    boundaries = [find_boundary(params, draws, settings, xi, name, eta, progress=say) for name, eta in STRUCTURES.items()]
+    say(f"Map of Delta Gini over (xi, Gini(K)), {grid}x{grid}")
+    plane = regime_map(params, draws, settings, {"xi": xi, "gini_K": gini_K})
+    say(f"Map of Delta Gini over (eta1, xi), {grid}x{grid}")
+    technology = regime_map(params, draws, settings, {"eta1": eta1, "xi": xi})
+    return RegimeStudy(boundaries, xi, gini_K, eta1, plane, technology)

@@ -309,11 +309,11 @@ def heavy_work(monkeypatch) -> list[str]:
 
     The names are patched on the modules where the estimation looks them up at call time:
     ``jaxmodel.make_draws``/``moments``/``solve``/``assign`` (the CLI, calibration, regimes, panel and
-    msm modules all call ``jaxmodel.<name>``) and ``msm.evaluate``/``new_batch``/``run_batch``/
-    ``simulation_noise`` (called as ``msm.<name>`` by calibration).
+    optimiser modules all call ``jaxmodel.<name>``) and ``optimiser.evaluate``/``new_batch``/``run_batch``/
+    ``simulation_noise`` (called as ``optimiser.<name>`` by ``estimation.msm.calibrate``).
     """
     import jaxmodel
-    from estimation import msm
+    from estimation.msm import optimiser
 
     reached: list[str] = []
 
@@ -324,7 +324,7 @@ def heavy_work(monkeypatch) -> list[str]:
         return stub
 
     for module, names in ((jaxmodel, ("make_draws", "moments", "solve", "assign")),
-                          (msm, ("evaluate", "new_batch", "run_batch", "simulation_noise"))):
+                          (optimiser, ("evaluate", "new_batch", "run_batch", "simulation_noise"))):
         for name in names:
             monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
     return reached

@@ -24,12 +24,12 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from estimation import calibration
-from estimation.calibration import CalibrationConfig
+from estimation.msm import config as calibration
+from estimation.msm import CalibrationConfig
 from estimation.cli import parse_assignments
 from estimation.errors import ConfigError, EstimationError, TargetsError
-from estimation.parameters import parse_bound
-from estimation.targets import ALIASES, load_targets, parse_csv, parse_toml
+from estimation.msm.parameters import parse_bound
+from estimation.msm.targets import ALIASES, load_targets, parse_csv, parse_toml
 from jaxmodel import BASELINE, DOMAINS, MOMENT_NAMES, PARAM_NAMES, PRECISIONS, SPECS, InvalidParameterError, ModelError
 from jaxmodel import baseline as model_baseline
 
@@ -443,7 +443,7 @@ def _fixed_value(draw, name: str) -> float:
 
 
 def valid_configs(files: dict) -> st.SearchStrategy[CalibrationConfig]:
-    """Calibration configurations that ``calibration._validate`` accepts, from known values."""
+    """Calibration configurations that ``calibration.validate`` accepts, from known values."""
 
     @st.composite
     def build(draw):
@@ -555,7 +555,7 @@ def test_calibration_configurations_round_trip_or_refuse(config_files):
             kind = data.draw(st.sampled_from(sorted(mutations)))
             corrupted = mutations[kind](copy.deepcopy(written))
             try:
-                calibration._validate(CalibrationConfig.from_dict(corrupted))
+                calibration.validate(CalibrationConfig.from_dict(corrupted))
             except (EstimationError, ModelError) as exc:
                 event(f"refused: {type(exc).__name__}")
                 counts["refused"] += 1
@@ -571,7 +571,7 @@ def test_calibration_configurations_round_trip_or_refuse(config_files):
             assert value == want, field.name
             assert type(value) is type(want) or isinstance(want, dict), field.name
         assert got.to_dict() == expected.to_dict()
-        targets, free, settings_, base, weights = calibration._validate(got)
+        targets, free, settings_, base, weights = calibration.validate(got)
         event("accepted")
         counts["accepted"] += 1
         assert free.names == expected.free
@@ -602,17 +602,17 @@ def test_every_corruption_of_a_configuration_is_refused(kind, config_files):
                           spec="ces", precision="float32", fp_damping=0.8, fp_solver="damped", seed=7,
                           n_starts=2, max_iter=50, gtol=1e-6, ftol=1e-8, n_sim=5, flip_checks=1)
     written = json.loads(json.dumps(c.to_dict()))
-    calibration._validate(CalibrationConfig.from_dict(written))  # the control: valid as written
+    calibration.validate(CalibrationConfig.from_dict(written))  # the control: valid as written
     corrupted = _mutations(c, config_files)[kind](copy.deepcopy(written))
     with pytest.raises((EstimationError, ModelError)):
-        calibration._validate(CalibrationConfig.from_dict(corrupted))
+        calibration.validate(CalibrationConfig.from_dict(corrupted))
 
 
 def _check_junk(values: dict) -> None:
     """Any dict: a configuration whose every part the estimation will use is well formed, or an error."""
     try:
         config = CalibrationConfig.from_dict(values)
-        targets, free, settings_, base, weights = calibration._validate(config)
+        targets, free, settings_, base, weights = calibration.validate(config)
     except (EstimationError, ModelError) as exc:
         event(f"junk refused: {type(exc).__name__}")
         return

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from estimation import inference
-from estimation.parameters import free_parameters
+from estimation.msm.parameters import free_parameters
 from estimation.errors import ConfigError
 
 

@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 
 import jaxmodel
-from estimation import CalibrationConfig, calibrate, msm
+from estimation import CalibrationConfig, calibrate
+from estimation.msm import optimiser
 from estimation.errors import NumericalError
-from estimation.targets import load_targets
+from estimation.msm.targets import load_targets
 
 # The problem shape of tests/test_calibration.py (N = 5000, five free parameters, two starts, six
 # simulation sets): the optimiser's programs compiled there are reused here.
@@ -30,14 +31,14 @@ SETTINGS = jaxmodel.Settings(n_agents=5000, n_firms=50)
 @pytest.fixture(scope="module")
 def problem():
     """The default estimation problem (shipped targets, diagonal weights) on seed-0 draws."""
-    from estimation.parameters import free_parameters
+    from estimation.msm.parameters import free_parameters
 
     free = free_parameters()
     targets = load_targets()
-    data = msm.ProblemData(base=jaxmodel.baseline(), free=free.arrays(),
-                           draws=jaxmodel.make_draws(jax.random.key(0), SETTINGS),
-                           targets=jnp.asarray(targets.values), weights=jnp.asarray(np.diag(1 / targets.se**2)))
-    return free, data, msm.Problem(settings=SETTINGS)
+    prob = optimiser.Problem(settings=SETTINGS, base=jaxmodel.baseline(), free=free.arrays(),
+                             draws=jaxmodel.make_draws(jax.random.key(0), SETTINGS),
+                             targets=jnp.asarray(targets.values), weights=jnp.asarray(np.diag(1 / targets.se**2)))
+    return free, prob
 
 
 def _theta(free, **changes):
@@ -46,26 +47,26 @@ def _theta(free, **changes):
 
 
 def test_the_criterion_is_plus_infinity_where_the_model_overflows(problem):
-    free, data, prob = problem
+    free, prob = problem
     for changes in ({"sigma": 0.001}, {"sigma": 0.0003}):
-        m = np.asarray(msm.model_moments(jnp.asarray(_theta(free, **changes)), data, prob))
+        m = np.asarray(optimiser.model_moments(jnp.asarray(_theta(free, **changes)), prob))
         assert not np.isfinite(m).all()  # the region exists inside the domain
-        q = msm.criterion(jnp.asarray(free.to_u(_theta(free, **changes))), data.targets, data, prob)
+        q = optimiser.criterion(jnp.asarray(free.to_u(_theta(free, **changes))), prob.targets, prob)
         # +inf, not NaN: a line search compares values, and inf > anything makes it back off.
         assert float(q) == np.inf
 
 
 def test_a_start_in_the_overflow_region_fails_alone(problem):
-    free, data, prob = problem
-    tol = msm.Tolerances(max_iter=10)
+    free, prob = problem
+    tol = optimiser.Tolerances(max_iter=10)
     good, other_good, bad = _theta(free), _theta(free, xi=0.3), _theta(free, sigma=0.001)
 
     def run(rows):
         # No pruning: the point is that each start's path is its own.
-        return msm.run_batch(msm.new_batch(np.stack(rows), data, prob), data, prob, free, tol, prune=False)
+        return optimiser.run_batch(optimiser.new_batch(np.stack(rows), prob), prob, free, tol, prune=False)
 
     with_bad, with_good = run([good, bad]), run([good, other_good])
-    assert with_bad.status[1] == "failed: non-finite criterion" and with_bad.history[1] == [np.inf]
+    assert with_bad.status[1] is optimiser.Status.NON_FINITE and with_bad.history[1] == [np.inf]
     # The failing start does not disturb its neighbour in the batch: the good start follows the same
     # path, bit for bit, whatever runs beside it.
     assert len(with_bad.history[0]) > 3 and with_bad.history[0] == with_good.history[0]

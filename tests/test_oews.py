@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from estimation import exposure, occupations, oews
+from estimation.empirics import exposure, occupations, oews
 from estimation.errors import DataError
 
 # From MANIFEST.txt and the BLS releases: rows, detailed occupations, national employment.

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import jaxmodel
-from estimation import occupations, panel
+from estimation.empirics import occupations, panel
 from tests.conftest import SMALL
 
 DESIGN = panel.PanelDesign()

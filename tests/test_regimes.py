@@ -32,7 +32,7 @@ def test_boundary_points_are_zeros_with_a_sign_change(boundaries, small_draws):
     found = 0
     for b in boundaries.values():
         for i, status in enumerate(b.status):
-            if status != "converged":
+            if status is not regimes.Crossing.CONVERGED:
                 continue
             found += 1
             assert abs(b.residual[i]) < regimes.F_TOL
@@ -50,7 +50,7 @@ def test_implicit_function_slope_matches_finite_differences_of_the_curve(small_d
     xi0 = 0.15
     eta = regimes.STRUCTURES["proprietary-leaning"]
     b = regimes.find_boundary(base, small_draws, SMALL, np.array([xi0 - h, xi0, xi0 + h]), "proprietary-leaning", eta)
-    assert all(s == "converged" for s in b.status), b.status
+    assert all(s is regimes.Crossing.CONVERGED for s in b.status), b.status
     fd = (b.gini_K[2] - b.gini_K[0]) / (2 * h)
     # Central difference of a smooth curve: error h^2 g'''/6 (< 1e-3 here) plus 2 F_TOL/(h f_g) ~ 1e-6.
     assert b.slope[1] == pytest.approx(fd, rel=0.02, abs=2e-3)
@@ -65,12 +65,13 @@ def test_curves_lie_where_property_5_puts_the_regimes(small_draws):
         eta = regimes.STRUCTURES[name]
         b = regimes.find_boundary(base, small_draws, SMALL, np.array([xi]), name, eta)
         assert np.sign(_delta_gini(base.replace(**eta, xi=xi, gini_K=gini_K), small_draws)) == sign
-        if b.status[0] == "converged":
+        if b.status[0] is regimes.Crossing.CONVERGED:
             above = gini_K > b.gini_K[0]
             concentrating = above == bool(b.concentrating_above[0])
             assert concentrating == (sign > 0), name
         else:  # one sign over the whole segment: it must be the sign of the regime
-            assert ("> 0 everywhere" if sign > 0 else "< 0 everywhere") in b.status[0]
+            expected = regimes.Crossing.ALWAYS_CONCENTRATING if sign > 0 else regimes.Crossing.NEVER_CONCENTRATING
+            assert b.status[0] is expected
 
 
 def test_scenarios_move_delta_gini_as_the_paper_says(small_draws):

@@ -8,7 +8,7 @@ README "The calibration" and MODEL.md section 7 say the files hold: the sandwich
 standard errors and 95% Wald intervals, the Andrews-Gentzkow-Shapiro Lambda, the Delta Gini
 decomposition, the flip checks, Hansen's J, and the two-step optimal weights.
 
-Tolerances. ``estimation.results`` writes every float with ``%.17g`` (17 significant digits: an
+Tolerances. ``estimation.output.calibration_files`` writes every float with ``%.17g`` (17 significant digits: an
 exact float64 round trip) and report.json holds Python's repr (also exact, read back by json's
 correctly rounded ``float``). pandas' default parser reads the CSVs back (its
 ``float_precision="round_trip"`` is deprecated in pandas 3), and

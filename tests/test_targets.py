@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from estimation.errors import TargetsError
-from estimation.targets import load_targets
+from estimation.msm.targets import load_targets
 from jaxmodel import MOMENT_NAMES
 
 GOOD = """moment,value,se,source

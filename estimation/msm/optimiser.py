@@ -28,6 +28,7 @@ the starts that are still worth running.
 from __future__ import annotations
 
 import dataclasses
+import enum
 import functools
 from collections.abc import Callable
 from typing import NamedTuple
@@ -37,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmodel
-from estimation import programs
-from estimation.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
+from estimation.msm import programs
+from estimation.msm.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
 from jaxmodel import Assignment, Draws, Params, Settings
 from jaxmodel.outcomes import STATE_DIAGNOSTICS, cold, moments_at
 
@@ -49,20 +50,17 @@ LM_LAMBDA0 = 0.1
 LM_LAMBDA_MAX = 1e12
 
 
-@dataclasses.dataclass(frozen=True)
-class Problem:
-    """The static part of an estimation (hashable): the model settings. The free parameters are
-    data (``ProblemData.free``), so every free set of the same size shares one compilation."""
-
-    settings: Settings
-
-
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass(frozen=True)
-class ProblemData:
-    """The array part of an estimation (a pytree, passed to jitted functions as arguments).
+class Problem:
+    """One estimation problem: the static model settings and the arrays (a pytree).
+
+    ``settings`` is a static field (part of the tree structure, so a jitted function compiles once
+    per settings); everything else is data, so every free set of the same size, every target vector
+    and weighting matrix share one compilation.
 
     Attributes:
+        settings: the model's static sizes and switches.
         base: parameters held fixed (the free ones are overwritten).
         free: which parameters are free, with their bounds.
         draws: the estimation's draws, fixed throughout.
@@ -72,6 +70,7 @@ class ProblemData:
             (``jaxmodel.assign``, computed once), else None (every evaluation sorts).
     """
 
+    settings: Settings = dataclasses.field(metadata=dict(static=True))
     base: Params
     free: FreeArrays
     draws: Draws
@@ -80,16 +79,16 @@ class ProblemData:
     assigned: Assignment | None = None
 
 
-def model_moments(theta: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
+def model_moments(theta: jax.Array, problem: Problem) -> jax.Array:
     """m(theta): (6,) model moments at the free parameters theta (k,)."""
-    params = params_with(data.base, theta, data.free)
-    return jaxmodel.moments(params, data.draws, problem.settings).vector()
+    params = params_with(problem.base, theta, problem.free)
+    return jaxmodel.moments(params, problem.draws, problem.settings).vector()
 
 
-def criterion(u: jax.Array, targets: jax.Array, data: ProblemData, problem: Problem) -> jax.Array:
+def criterion(u: jax.Array, targets: jax.Array, problem: Problem) -> jax.Array:
     """Q = g' W g with g = m(theta(u)) - targets; +inf where the model's moments are not finite."""
-    g = model_moments(theta_of_u(u, data.free), data, problem) - targets
-    q = g @ data.weights @ g
+    g = model_moments(theta_of_u(u, problem.free), problem) - targets
+    q = g @ problem.weights @ g
     return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
 
@@ -106,10 +105,11 @@ class Evaluation(NamedTuple):
         return self.moments
 
 
-@functools.partial(jax.jit, static_argnames="problem")
-def _evaluate(theta: jax.Array, start: jax.Array, data: ProblemData, problem: Problem) -> tuple:
+@jax.jit
+def _evaluate(theta: jax.Array, start: jax.Array, problem: Problem) -> tuple:
     def f(t):
-        m = moments_at(params_with(data.base, t, data.free), data.draws, problem.settings, start, data.assigned)
+        params = params_with(problem.base, t, problem.free)
+        m = moments_at(params, problem.draws, problem.settings, start, problem.assigned)
         return m.vector(), m
 
     G, m = jax.jacfwd(f, has_aux=True)(theta)
@@ -120,7 +120,7 @@ def _evaluate(theta: jax.Array, start: jax.Array, data: ProblemData, problem: Pr
     return G, m.vector(), m.aggregates, diagnostics(m.before), diagnostics(m.after)
 
 
-def evaluate(theta, start, data: ProblemData, problem: Problem) -> Evaluation:
+def evaluate(theta, start, problem: Problem) -> Evaluation:
     """The moments and their Jacobian at theta, from a warm start of the fixed points.
 
     One compiled program (kept across processes by ``estimation.programs``) serves every optimiser
@@ -135,7 +135,7 @@ def evaluate(theta, start, data: ProblemData, problem: Problem) -> Evaluation:
         aggregates of the solution (the next warm start) and both states' diagnostics.
     """
     G, m, aggregates, before, after = programs.call(
-        "evaluate", _evaluate, (problem,), jnp.asarray(theta), jnp.asarray(start), data
+        "evaluate", _evaluate, (), jnp.asarray(theta), jnp.asarray(start), problem
     )
     before, after = np.asarray(before), np.asarray(after)
     return Evaluation(
@@ -144,9 +144,9 @@ def evaluate(theta, start, data: ProblemData, problem: Problem) -> Evaluation:
     )
 
 
-def jacobian(theta: jax.Array, data: ProblemData, problem: Problem) -> np.ndarray:
+def jacobian(theta: jax.Array, problem: Problem) -> np.ndarray:
     """G = dm/dtheta at theta by forward-mode autodiff: (6, k) (the program of ``evaluate``)."""
-    return evaluate(theta, cold(problem.settings), data, problem).jacobian
+    return evaluate(theta, cold(problem.settings), problem).jacobian
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "n_sets"))
@@ -176,6 +176,31 @@ def simulation_noise(params: Params, key: jax.Array, settings: Settings, n_sets:
     return np.cov(sims, rowvar=False, ddof=1)
 
 
+class Status(enum.Enum):
+    """How a start ended: one member per outcome (no status strings to parse); the value is the
+    text written to report.json and shown in the tables."""
+
+    GRADIENT = "converged: gradient norm below gtol"
+    CRITERION_CHANGE = "converged: criterion change below ftol"
+    PREDICTED_DECREASE = "converged: predicted decrease below ftol"
+    NO_DESCENT = "converged: no step decreases the criterion"
+    MAX_ITER = "stopped: max_iter reached"
+    DOMINATED = "stopped: dominated"
+    NON_FINITE = "failed: non-finite criterion"
+
+    @property
+    def converged(self) -> bool:
+        return self in (Status.GRADIENT, Status.CRITERION_CHANGE, Status.PREDICTED_DECREASE, Status.NO_DESCENT)
+
+    @property
+    def failed(self) -> bool:
+        return self is Status.NON_FINITE
+
+    def describe(self, detail: str = "") -> str:
+        """The status's text, with its detail (which start dominated, and by how much) if any."""
+        return f"{self.value} {detail}" if detail else self.value
+
+
 @dataclasses.dataclass
 class StartRecord:
     """What happened to one starting point."""
@@ -186,10 +211,15 @@ class StartRecord:
     value: float
     grad_norm: float  # max |dQ/dtheta| (projected on the bounds)
     iterations: int  # evaluations of the moments and their Jacobian
-    status: str
+    status: Status
     method: str
     history: list[float]  # the criterion at every accepted point
     fp_iterations: int = 0  # fixed-point iterations over all evaluations (both states)
+    detail: str = ""  # what the status alone does not say (the dominating start)
+
+    @property
+    def status_text(self) -> str:
+        return self.status.describe(self.detail)
 
 
 METHOD = "Levenberg-Marquardt"
@@ -226,7 +256,8 @@ class BatchState:
         evaluations: (S,) evaluations made by each start; fp_iterations: (S,) fixed-point
             iterations they took (both states).
         stalls: (S,) accepted steps in a row with a decrease below ftol (1 + Q).
-        done: (S,) bool; status: S entries, str or None; history: S lists of accepted Q values.
+        done: (S,) bool; status: S entries, :class:`Status` or None (running); detail: S strings
+            (see ``StartRecord.detail``); history: S lists of accepted Q values.
         iteration: iterations of the batch.
     """
 
@@ -244,6 +275,7 @@ class BatchState:
     stalls: np.ndarray
     done: np.ndarray
     status: list
+    detail: list
     history: list
     iteration: int = 0
 
@@ -259,10 +291,10 @@ def _cholesky_factor(weights) -> np.ndarray:
     return np.linalg.cholesky(np.asarray(weights, dtype=np.float64))
 
 
-def _evaluate_at(theta: np.ndarray, start: np.ndarray, data: ProblemData, problem: Problem):
+def _evaluate_at(theta: np.ndarray, start: np.ndarray, problem: Problem):
     """Moments, dm/dtheta, the new aggregates and the fixed-point iterations (both states) at theta:
     ((m,), (m, k), (2, D), int)."""
-    ev = evaluate(theta, start, data, problem)
+    ev = evaluate(theta, start, problem)
     iterations = int(ev.before["fp_iterations"]) + int(ev.after["fp_iterations"])
     return ev.moments, ev.jacobian, ev.aggregates, iterations
 
@@ -273,16 +305,16 @@ def _value(moments: np.ndarray, target: np.ndarray, weights: np.ndarray) -> floa
     return q if np.isfinite(q) else np.inf
 
 
-def new_batch(theta0: np.ndarray, data: ProblemData, problem: Problem, T: np.ndarray | None = None,
+def new_batch(theta0: np.ndarray, problem: Problem, T: np.ndarray | None = None,
               start: np.ndarray | None = None) -> BatchState:
     """A fresh batch from starting points theta0 (S, k) inside the bounds (one evaluation each);
-    targets T (S, m) default to data.targets; ``start`` (2, 3 O + F) warm-starts the first
+    targets T (S, m) default to problem.targets; ``start`` (2, 3 O + F) warm-starts the first
     evaluations' fixed points (re-estimations near an estimate), cold by default."""
     s = theta0.shape[0]
-    T = np.tile(np.asarray(data.targets), (s, 1)) if T is None else np.asarray(T, dtype=np.float64)
-    weights = np.asarray(data.weights)
+    T = np.tile(np.asarray(problem.targets), (s, 1)) if T is None else np.asarray(T, dtype=np.float64)
+    weights = np.asarray(problem.weights)
     start = np.asarray(cold(problem.settings)) if start is None else np.asarray(start)
-    rows = [_evaluate_at(theta0[i], start, data, problem) for i in range(s)]
+    rows = [_evaluate_at(theta0[i], start, problem) for i in range(s)]
     M = np.stack([r[0] for r in rows])
     values = np.array([_value(M[i], T[i], weights) for i in range(s)])
     return BatchState(
@@ -290,7 +322,7 @@ def new_batch(theta0: np.ndarray, data: ProblemData, problem: Problem, T: np.nda
         J=np.stack([r[1] for r in rows]), values=values, S=np.zeros((s, theta0.shape[1], theta0.shape[1])),
         lam=np.full(s, LM_LAMBDA0), nu=np.full(s, 4.0),
         evaluations=np.ones(s, int), fp_iterations=np.array([r[3] for r in rows]), stalls=np.zeros(s, int),
-        done=np.zeros(s, bool), status=[None] * s, history=[[float(v)] for v in values],
+        done=np.zeros(s, bool), status=[None] * s, detail=[""] * s, history=[[float(v)] for v in values],
     )
 
 
@@ -358,29 +390,28 @@ def _secant_update(S: np.ndarray, step: np.ndarray, J_old: np.ndarray, J_new: np
 
 
 def _status(batch: BatchState, i: int, C: np.ndarray, weights: np.ndarray, free: FreeParameters,
-            tol: Tolerances) -> str | None:
+            tol: Tolerances) -> Status | None:
     value = batch.values[i]
     if not np.isfinite(value) or not np.isfinite(batch.J[i]).all():
-        return "failed: non-finite criterion"
+        return Status.NON_FINITE
     g = batch.M[i] - batch.T[i]
     grad = projected_gradient(batch.theta[i], 2.0 * batch.J[i].T @ weights @ g, free)
     if np.max(np.abs(grad)) <= tol.gtol:
-        return "converged: gradient norm below gtol"
+        return Status.GRADIENT
     if batch.stalls[i] >= tol.patience:
-        return "converged: criterion change below ftol"
+        return Status.CRITERION_CHANGE
     # The Gauss-Newton model's best decrease within the bounds (no damping): below ftol, no
     # evaluation can gain more than the tolerance.
     _, predicted = _box_step(C.T @ g, C.T @ batch.J[i], batch.S[i], 1e-12, batch.theta[i], free)
     if predicted <= tol.ftol * (1.0 + abs(value)):
-        return "converged: predicted decrease below ftol"
+        return Status.PREDICTED_DECREASE
     if batch.lam[i] > LM_LAMBDA_MAX:
-        return "converged: no step decreases the criterion"
+        return Status.NO_DESCENT
     return None
 
 
 def run_batch(
     batch: BatchState,
-    data: ProblemData,
     problem: Problem,
     free: FreeParameters,
     tol: Tolerances,
@@ -395,23 +426,23 @@ def run_batch(
     :data:`PRUNE_AFTER` iterations exceeds 2 Q_best + 1 is stopped as dominated. ``on_iteration``
     is called after every iteration (checkpoints, progress bars).
     """
-    weights = np.asarray(data.weights, dtype=np.float64)
+    weights = np.asarray(problem.weights, dtype=np.float64)
     C = _cholesky_factor(weights)
     lo, hi = np.asarray(free.lower), np.asarray(free.upper)
     while True:
         for i in np.flatnonzero(~batch.done):
             status = _status(batch, i, C, weights, free, tol)
             if status is None and batch.evaluations[i] > tol.max_iter:
-                status = "stopped: max_iter reached"
+                status = Status.MAX_ITER
             if status is not None:
                 batch.done[i], batch.status[i] = True, status
         if prune and batch.iteration >= PRUNE_AFTER:
             best = int(np.argmin(batch.values))
             for i in np.flatnonzero(~batch.done):
                 if batch.values[i] > 2.0 * batch.values[best] + 1.0:
-                    batch.done[i] = True
-                    batch.status[i] = (f"stopped: dominated by start {best + 1} (criterion {batch.values[i]:.4g} "
-                                       f"against {batch.values[best]:.4g} after {batch.iteration} iterations)")
+                    batch.done[i], batch.status[i] = True, Status.DOMINATED
+                    batch.detail[i] = (f"by start {best + 1} (criterion {batch.values[i]:.4g} against "
+                                       f"{batch.values[best]:.4g} after {batch.iteration} iterations)")
         if batch.done.all():
             return batch
         for i in np.flatnonzero(~batch.done):
@@ -419,7 +450,7 @@ def run_batch(
             r_old, Jr_old = C.T @ g, C.T @ batch.J[i]
             step, predicted = _box_step(r_old, Jr_old, batch.S[i], batch.lam[i], batch.theta[i], free)
             theta_new = np.clip(batch.theta[i] + step, lo, hi)
-            m_new, J_new, X_new, fp_it = _evaluate_at(theta_new, batch.X[i], data, problem)
+            m_new, J_new, X_new, fp_it = _evaluate_at(theta_new, batch.X[i], problem)
             batch.evaluations[i] += 1
             batch.fp_iterations[i] += fp_it
             value, new = batch.values[i], _value(m_new, batch.T[i], weights)
@@ -441,9 +472,9 @@ def run_batch(
             on_iteration(batch)
 
 
-def finish_starts(batch: BatchState, starts: np.ndarray, free: FreeParameters, data: ProblemData) -> list[StartRecord]:
+def finish_starts(batch: BatchState, starts: np.ndarray, free: FreeParameters, problem: Problem) -> list[StartRecord]:
     """One record per start."""
-    weights = np.asarray(data.weights, dtype=np.float64)
+    weights = np.asarray(problem.weights, dtype=np.float64)
     records = []
     for i in range(batch.theta.shape[0]):
         g = batch.M[i] - batch.T[i]
@@ -453,7 +484,7 @@ def finish_starts(batch: BatchState, starts: np.ndarray, free: FreeParameters, d
         records.append(StartRecord(
             start=starts[i], theta=theta, u=free.to_u(free.inside(theta, margin=0.0)), value=float(batch.values[i]),
             grad_norm=grad_norm, iterations=int(batch.evaluations[i]), status=batch.status[i], method=METHOD,
-            history=list(batch.history[i]), fp_iterations=int(batch.fp_iterations[i]),
+            history=list(batch.history[i]), fp_iterations=int(batch.fp_iterations[i]), detail=batch.detail[i],
         ))
     return records
 

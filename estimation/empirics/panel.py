@@ -228,29 +228,33 @@ def size_for_power(sizes, power, target: float = 0.8) -> float:
     return float(np.exp(x0 + (target - p0) * (x1 - x0) / (p1 - p0))) if p1 > p0 else float(sizes[i])
 
 
-def power_figure(sizes, curves: dict, needed: dict) -> bytes:
-    import io
 
-    import matplotlib
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+@dataclasses.dataclass(frozen=True)
+class PowerStudy:
+    """What ``levelfield panel-power`` computes.
 
-    fig, ax = plt.subplots(figsize=(6.8, 4.4))
-    for h, power in curves.items():
-        label = f"{h}: {DESCRIPTIONS[h]}"
-        if math.isfinite(needed[h]):
-            label += f" (80% at n = {needed[h]:,.0f})"
-        ax.plot(sizes, power, marker="o", ms=3, label=label)
-    ax.axhline(0.8, color="grey", ls="--", lw=0.8)
-    ax.axhline(0.05, color="grey", ls=":", lw=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("panel size n (workers; applicants per period for H3; firms for H4)")
-    ax.set_ylabel("power of the one-sided 5% test")
-    ax.set_ylim(0, 1.02)
-    ax.legend(fontsize=6.5, loc="lower right")
-    ax.set_title("The within-task panel that would test the model", fontsize=9)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=130, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
+    Attributes:
+        design: the panel's effects, from the model; sizes: panel sizes; curves: {H: power by size};
+        needed: {H: n for 80% power (inf beyond the grid)}; sizes_check: the sizes of the size
+        check; size: {H: rejection rates with no effect at sizes_check}.
+    """
+
+    design: PanelDesign
+    sizes: list
+    curves: dict
+    needed: dict
+    sizes_check: list
+    size: dict
+
+
+def power_study(params, settings, key, sizes: list, reps: int, seed: int) -> PowerStudy:
+    """Power of every hypothesis's one-sided 5% test by panel size, with effects from the model, and
+    the rejection rate with no effect (effect_scale 0) at the middle and largest size."""
+    design = design_from_model(params, settings, key)
+    curves = {h: power_curve(h, design, sizes, reps, seed) for h in HYPOTHESES}
+    null = dataclasses.replace(design, effect_scale=0.0)
+    sizes_check = [sizes[len(sizes) // 2], sizes[-1]]
+    size = {h: power_curve(h, null, sizes_check, reps, seed + 1) for h in HYPOTHESES}
+    needed = {h: size_for_power(sizes, curves[h]) for h in HYPOTHESES}
+    return PowerStudy(design, sizes, curves, needed, sizes_check, size)

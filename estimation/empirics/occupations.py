@@ -14,6 +14,8 @@ missing are dropped, and the counts are reported.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 
@@ -113,42 +115,6 @@ def binned(changes: pd.DataFrame, exposure: pd.Series, outcome: str, bins: int =
     })
 
 
-def binned_scatter_figure(changes: pd.DataFrame, grouped: pd.DataFrame, table: pd.DataFrame,
-                          outcome: str = "d_log_median_wage", title: str = "") -> bytes:
-    """Binned scatter of ``outcome`` against each exposure measure, with the WLS line."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(grouped.columns)
-    cols = min(4, len(names))
-    rows = int(np.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3.4 * cols, 2.9 * rows), squeeze=False)
-    for ax, name in zip(axes.ravel(), names):
-        points = binned(changes, grouped[name], outcome)
-        ax.scatter(points["x"], points["y"], s=14, color="tab:blue")
-        fit = table[(table["measure"] == name) & (table["outcome"] == outcome) & (~table["fixed_effects"])]
-        if len(fit):
-            r = fit.iloc[0]
-            mean_y = np.average(points["y"], weights=points["employment"])
-            xs = np.array([points["x"].min(), points["x"].max()])
-            ax.plot(xs, mean_y + r["coef"] * xs, color="tab:red", lw=1)
-            ax.set_title(f"{name}\nb = {r['coef']:+.4f} (se {r['se']:.4f})", fontsize=7)
-        ax.set_xlabel("exposure (sd)", fontsize=7)
-        ax.tick_params(labelsize=6)
-    for ax in axes.ravel()[len(names):]:
-        ax.set_visible(False)
-    fig.suptitle(title or OUTCOMES[outcome], fontsize=9)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-    return buffer.getvalue()
-
-
 # ---------------------------------------------------------------------------------------------
 # The demonstration: the same regressions on occupations simulated from the model
 
@@ -219,3 +185,41 @@ def demonstration(base, settings, key, pairs: list[str] | None = None) -> list[d
             records.append({"pair": pair, "side": side, "changes": changes, "moments": moments,
                             "regressions": table, "occupations": occ})
     return records
+
+
+@dataclasses.dataclass(frozen=True)
+class OccupationStudy:
+    """What ``levelfield oews`` computes from two OEWS years and the exposure measures.
+
+    Attributes:
+        files: {year: path}; first, second: the years read (``oews.OewsYear``, with loader reports);
+        panel: harmonised occupations; grouping: the harmonisation report; grouped: exposure by
+        harmonised occupation; changes: outcome changes; table: the regressions; coverage: the
+        measures' coverage; demonstration: the same regressions on simulated occupations, or None.
+    """
+
+    files: dict
+    first: object
+    second: object
+    panel: pd.DataFrame
+    grouping: dict
+    grouped: pd.DataFrame
+    changes: pd.DataFrame
+    table: pd.DataFrame
+    coverage: pd.DataFrame
+    demonstration: list | None
+
+
+def study(files: dict, first, second, panel: pd.DataFrame, grouping: dict, measures: pd.DataFrame,
+          years: tuple[int, int], fixed_effects: bool) -> OccupationStudy:
+    """Employment-weighted regressions of each outcome change on each standardised exposure measure
+    (and with major-group fixed effects when asked), with the measures' coverage."""
+    from estimation.empirics import exposure
+
+    grouped = exposure.to_groups(measures, panel, second)
+    changes = outcome_changes(panel, *years)
+    table = regression_table(changes, grouped, fixed_effects=False)
+    if fixed_effects:
+        table = pd.concat([table, regression_table(changes, grouped, fixed_effects=True)])
+    cover = exposure.coverage(grouped, panel, list(years))
+    return OccupationStudy(files, first, second, panel, grouping, grouped, changes, table, cover, None)

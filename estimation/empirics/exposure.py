@@ -12,7 +12,6 @@ Files are found by their published names anywhere under the data folder.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np

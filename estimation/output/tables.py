@@ -107,7 +107,7 @@ def calibration_report(result) -> None:
     for col in ("parameter", "estimate", "se", "95% CI", "bounds", "at bound"):
         est.add_column(col, justify="right" if col in ("estimate", "se") else "left")
     for row in report["estimates"]:
-        bound = f"[{row['lower_bound']:g}, {row['upper_bound']:g}]".replace("inf", "inf")
+        bound = f"[{row['lower_bound']:g}, {row['upper_bound']:g}]"
         ci = f"[{_fmt(row['ci_lower'])}, {_fmt(row['ci_upper'])}]"
         at = f"[bold yellow]{row['at_bound']}[/]" if row["at_bound"] else ""
         est.add_row(row["parameter"], _fmt(row["estimate"]), _fmt(row["se"]), ci, bound, at)
@@ -155,25 +155,25 @@ def calibration_report(result) -> None:
     console.print(sens)
 
     dec = result.decomposition
-    gini = Table(title=f"Delta Gini at the estimate = {dec['delta_gini']:+.5f} ({dec['regime']}): what moves it")
+    gini = Table(title=f"Delta Gini at the estimate = {dec.delta_gini:+.5f} ({dec.regime}): what moves it")
     for col in ("target", "effect of +1 se", "share", "se to flip sign"):
         gini.add_column(col, justify="left" if col == "target" else "right")
-    for t in dec["targets"]:
+    for t in dec.targets:
         flip = "never (first order)" if not np.isfinite(t["se_to_flip_sign"]) else f"{t['se_to_flip_sign']:+.2f}"
         gini.add_row(t["moment"], f"{t['effect_of_one_se']:+.5f}", f"{100 * t['share_of_total_effect']:.0f}%", flip)
     console.print(gini)
     params = Table(title="Delta Gini by parameter")
     for col in ("parameter", "dDeltaGini/dtheta", "effect of +1 se"):
         params.add_column(col, justify="left" if col == "parameter" else "right")
-    for prow in dec["parameters"]:
+    for prow in dec.parameters:
         params.add_row(prow["parameter"], f"{prow['d_delta_gini_d_parameter']:+.4f}", f"{prow['effect_of_one_se']:+.5f}")
     console.print(params)
     for f in result.flip_checks:
-        verdict = "flips" if f["sign_flipped"] else "does not flip"
+        verdict = "flips" if f.sign_flipped else "does not flip"
         console.print(
-            f"Check by re-estimation: moving {f['moment']} by {f['se_moved']:+.2f} se gives Delta Gini "
-            f"{f['delta_gini_after_reestimation']:+.2e} (was {f['delta_gini_before']:+.2e}; sign {verdict}); "
-            f"secant estimate of the move that flips it: {f['se_to_flip_sign_secant']:+.2f} se."
+            f"Check by re-estimation: moving {f.moment} by {f.se_moved:+.2f} se gives Delta Gini "
+            f"{f.delta_gini_after_reestimation:+.2e} (was {f.delta_gini_before:+.2e}; sign {verdict}); "
+            f"secant estimate of the move that flips it: {f.se_to_flip_sign_secant:+.2f} se."
         )
 
 
@@ -217,3 +217,126 @@ class CalibrationProgress:
         active = int((~np.asarray(payload.done)).sum())
         self.progress.update(self.tasks[event], completed=payload.iteration,
                              info=f"best g'Wg {best:.4f}, {active} start(s) active")
+
+
+def boundary_tables(boundaries) -> None:
+    """One table per technology structure: Gini(K)* by xi, its slope, and which side concentrates."""
+    from estimation.regimes import Crossing
+
+    for b in boundaries:
+        table = Table(title=f"Boundary Delta Gini = 0, {b.structure} AI (eta0={b.eta0:g}, eta1={b.eta1:g}); "
+                            "slope = dGini(K)*/dxi by the implicit function theorem")
+        for col in ("xi", "Gini(K)*", "|dGini|", "slope", "concentrating when"):
+            table.add_column(col, justify="left" if col == "concentrating when" else "right")
+        for i, r in enumerate(b.records()):
+            if b.status[i] is Crossing.CONVERGED:
+                side = "Gini(K) > Gini(K)*" if r["concentrating_side"] == "above" else "Gini(K) < Gini(K)*"
+                table.add_row(f"{r['xi']:.3f}", f"{r['gini_K']:.4f}", f"{abs(r['delta_gini_residual']):.0e}",
+                              f"{r['slope_dginiK_dxi']:+.3f}", side)
+            else:
+                regime = "always" if b.status[i] is Crossing.ALWAYS_CONCENTRATING else "never"
+                table.add_row(f"{r['xi']:.3f}", "-", "-", "-", f"{regime} (no crossing in [0, 0.98])")
+        console.print(table)
+
+
+def scenario_tables(rows: list[dict]) -> None:
+    """One table per scenario: every moment and a few diagnostics, base, scenario and change."""
+    from jaxmodel import MOMENT_NAMES
+
+    for r in rows:
+        table = Table(title=f"{r['scenario']}: {r['meaning']}")
+        for col in ("moment", "base", "scenario", "change"):
+            table.add_column(col, justify="left" if col == "moment" else "right")
+        for key in MOMENT_NAMES + ("gini_before", "gini_after", "capital_share_after", "college_share_after"):
+            table.add_row(key, f"{r[key + '_base']:+.5f}", f"{r[key + '_scenario']:+.5f}", f"{r[key + '_change']:+.5f}")
+        table.add_row("regime", r["regime_base"], r["regime_scenario"], "")
+        console.print(table)
+
+
+def oews_tables(study, measures: list[str], years: tuple[int, int]) -> None:
+    """The files read, the harmonisation, the measures' coverage, the regressions and the model
+    demonstration of ``levelfield oews``."""
+    from estimation.empirics import occupations
+
+    first_year, second_year = years
+    loader = Table(title="OEWS files read")
+    for col in ("year", "rows", "detailed kept", "set aside (total/major/minor/broad)", "special cells in detailed rows"):
+        loader.add_column(col)
+    for rep in (study.first.report, study.second.report):
+        aside = "/".join(str(rep["set_aside"][g]) for g in ("total", "major", "minor", "broad"))
+        specials = sum(sum(v.values()) for v in rep["special_cells"].values())
+        loader.add_row(str(rep["year"]), str(rep["rows"]), str(rep["detailed_kept"]), aside, str(specials))
+    console.print(loader)
+    grouping = study.grouping
+    console.print(
+        f"Harmonised occupations: {grouping['occupations']} ({grouping['common_codes']} identical codes, "
+        f"{len(grouping['harmonised_groups'])} groups formed from hybrid or split codes; unmatched: "
+        f"{len(grouping['unmatched']['first'])} codes of {first_year}, {len(grouping['unmatched']['second'])} "
+        f"of {second_year}).")
+    cov = Table(title="Coverage of the exposure measures (harmonised occupations, employment share)")
+    for col in ("measure", str(first_year), str(second_year)):
+        cov.add_column(col, justify="left" if col == "measure" else "right")
+    for name in measures:
+        rows = study.coverage[study.coverage["measure"] == name]
+        cov.add_row(name, *[f"{int(r.occupations)}/{int(r.of)}, {100 * r.employment_share:.1f}%" for r in rows.itertuples()])
+    console.print(cov)
+    table = study.table
+    for fe in sorted(set(table["fixed_effects"])):
+        reg = Table(title=f"Employment-weighted regressions on standardised exposure, {first_year}-{second_year}"
+                          + (" (major-group fixed effects)" if fe else "") + "; coefficient (HC1 se)")
+        reg.add_column("measure")
+        for outcome in occupations.OUTCOMES:
+            reg.add_column(outcome, justify="right")
+        for name in measures:
+            part = table[(table["measure"] == name) & (table["fixed_effects"] == fe)].set_index("outcome")
+            reg.add_row(name, *[f"{part.loc[o, 'coef']:+.4f} ({part.loc[o, 'se']:.4f})" for o in occupations.OUTCOMES])
+        console.print(reg)
+    if study.demonstration is not None:
+        console.print(demonstration_table(study.demonstration))
+        for line in demonstration_summary(study.demonstration):
+            console.print(line)
+
+
+def demonstration_table(records) -> Table:
+    """The regressions on occupations simulated from the model, per configuration pair and regime."""
+    table = Table(title="The same regressions on occupations simulated from the model: coefficient on "
+                        "standardised exposure (SEs in model_demonstration.csv)")
+    for col in ("pair", "regime", "m6 dGini", "m1 CV", "m5 betw.", "dlog median", "dlog mean", "dlog p90/p10"):
+        table.add_column(col, justify="left" if col in ("pair", "regime") else "right")
+    for r in records:
+        m = r["moments"]
+        table.add_row(r["pair"], r["side"], f"{m['gini_change']:+.4f}", f"{m['cv_change']:+.3f}",
+                      f"{m['between_firm_share_change']:+.4f}", *[f"{t['coef']:+.4f}" for t in r["regressions"].values()])
+    return table
+
+
+def demonstration_summary(records) -> list[str]:
+    """Per configuration pair: on how many outcomes the two regimes' coefficients agree in sign."""
+    import numpy as np
+
+    lines = []
+    for pair in dict.fromkeys(r["pair"] for r in records):
+        eq, conc = (next(r for r in records if r["pair"] == pair and r["side"] == side)
+                    for side in ("equalizing", "concentrating"))
+        same = [o for o in eq["regressions"]
+                if np.sign(eq["regressions"][o]["coef"]) == np.sign(conc["regressions"][o]["coef"])]
+        lines.append(f"{pair}: Delta Gini {eq['moments']['gini_change']:+.4f} vs {conc['moments']['gini_change']:+.4f}; "
+                     f"the occupation-level coefficients agree in sign on {len(same)} of {len(eq['regressions'])} "
+                     f"outcomes ({', '.join(same) or 'none'}).")
+    return lines
+
+
+def power_table(study, reps: int) -> None:
+    """Panel size for 80% power and the rejection rate with no effect, per hypothesis."""
+    import numpy as np
+
+    from estimation.empirics import panel
+
+    table = Table(title=f"Panel size for 80% power (one-sided 5% tests, {reps} replications per size)")
+    for col in ("hypothesis", "what it tests", "n for 80%", "rejections with no effect"):
+        table.add_column(col, justify="left" if col in ("hypothesis", "what it tests") else "right")
+    for h in panel.HYPOTHESES:
+        needed = study.needed[h]
+        n = "not within the grid" if not np.isfinite(needed) else f"{needed:,.0f}"
+        table.add_row(h, panel.DESCRIPTIONS[h], n, ", ".join(f"{100 * x:.1f}%" for x in study.size[h]))
+    console.print(table)

@@ -43,6 +43,11 @@ def atomic_write_text(path: Path, text: str) -> None:
     atomic_write_bytes(path, text.encode("utf-8"))
 
 
+def write_csv(frame, path: Path, index: bool = False) -> None:
+    """A pandas DataFrame as CSV, atomically, floats with 17 significant digits (read back exactly)."""
+    atomic_write_text(path, frame.to_csv(index=index, float_format="%.17g"))
+
+
 def atomic_write_json(path: Path, payload) -> None:
     atomic_write_text(path, json.dumps(payload, indent=2, default=_json_default) + "\n")
 

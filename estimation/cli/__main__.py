@@ -1,0 +1,7 @@
+"""``python -m estimation.cli``: the ``levelfield`` command line."""
+
+import sys
+
+from estimation.cli import main
+
+sys.exit(main())
