@@ -15,11 +15,11 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-RESULTS = Path(__file__).resolve().parent / "results"
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import RESULTS, write_json  # noqa: E402
 
 CHILD = r"""
 import json, statistics, sys, time
@@ -71,11 +71,7 @@ def main() -> int:
             r["max_abs_difference_from_first"] = max(abs(a - b) for a, b in zip(r["moments"], base))
     payload = {"benchmark": "devices", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "cpu_count": os.cpu_count(),
                "results": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as tmp:
-        json.dump(payload, tmp, indent=2)
-    os.replace(tmp.name, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_json(args.out, payload)
     return 0
 
 

@@ -18,15 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import environment, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -51,7 +51,7 @@ def measure_one(n_agents: int, repeats: int, seed: int, fp_damping: float = 0.5,
     draws = jax.block_until_ready(jaxmodel.make_draws(seed, settings))
 
     t0 = time.perf_counter()
-    lowered = outcomes._moments.lower(params, draws, settings)
+    lowered = outcomes.moments_jit.lower(params, draws, settings)
     t1 = time.perf_counter()
     compiled = lowered.compile()
     t2 = time.perf_counter()
@@ -99,25 +99,6 @@ def _float64_moments(params, n_agents, n_firms, seed, fp_damping) -> list[float]
     return [float(x) for x in jaxmodel.moments(params, jaxmodel.make_draws(seed, settings), settings).vector()]
 
 
-def environment() -> dict:
-    import jax
-    import jaxlib
-    import numpy
-
-    device = jax.devices()[0]
-    return {
-        "device": f"{device.platform}: {device.device_kind}",
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor() or platform.machine(),
-        "python": platform.python_version(),
-        "jax": jax.__version__,
-        "jaxlib": jaxlib.__version__,
-        "numpy": numpy.__version__,
-        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
-    }
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -159,11 +140,7 @@ def main() -> int:
             file=sys.stderr,
         )
     payload = {"benchmark": "moments", "environment": environment(), "results": records}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as tmp:
-        json.dump(payload, tmp, indent=2)
-    os.replace(tmp.name, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_json(args.out, payload)
     return 0
 
 

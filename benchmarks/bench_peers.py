@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import environment, write_json  # noqa: E402
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FREE = ("alpha", "sigma_nu", "sigma", "eta1", "xi")
@@ -62,7 +63,7 @@ def bench_moments(sizes, repeats) -> list[dict]:
         settings = jaxmodel.Settings(n_agents=n, n_firms=max(10, n // 1000))
         params, draws = jaxmodel.baseline(), jaxmodel.make_draws(0, settings)
         start = time.perf_counter()
-        compiled = outcomes._moments.lower(params, draws, settings).compile()
+        compiled = outcomes.moments_jit.lower(params, draws, settings).compile()
         compile_s = time.perf_counter() - start
         start = time.perf_counter()
         jax.block_until_ready(compiled(params, draws))
@@ -97,7 +98,7 @@ def bench_jacobian(n, repeats) -> dict:
     x0 = jnp.array([getattr(base, k) for k in FREE])
 
     def f(x, d, s):
-        return outcomes._moments(jaxmodel.Params(**{**base.to_dict(), **dict(zip(FREE, x))}), d, s).vector()
+        return outcomes.moments_jit(jaxmodel.Params(**{**base.to_dict(), **dict(zip(FREE, x))}), d, s).vector()
 
     # The draws are an argument, not a closed-over constant: XLA would constant-fold the sorts of
     # constant arrays at compile time (15 s per sort at N = 1e5).
@@ -230,23 +231,6 @@ def bench_calibration(n, ftol) -> dict:
     }
 
 
-def environment() -> dict:
-    import platform
-
-    import jax
-    import jaxlib
-
-    try:
-        import estimagic
-
-        estimagic_version = estimagic.__version__
-    except ImportError:  # pragma: no cover
-        estimagic_version = None
-    d = jax.devices()[0]
-    return {"device": f"{d.platform}: {d.device_kind}", "cpu_count": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "jax": jax.__version__, "jaxlib": jaxlib.__version__,
-            "numpy": np.__version__, "estimagic": estimagic_version, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
-
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -258,20 +242,16 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_peers.json")
     args = parser.parse_args()
-    import jaxmodel  # noqa: F401  (float64)
+    import jaxmodel  # noqa: F401 - sets float64
 
-    payload = {"benchmark": "peers", "environment": environment()}
+    payload = {"benchmark": "peers", "environment": environment("estimagic")}
     if 1 in args.only:
         payload["moments"] = bench_moments(args.sizes, args.repeats)
     if 2 in args.only:
         payload["jacobian"] = bench_jacobian(args.jacobian_n, args.repeats)
     if 3 in args.only:
         payload["calibration"] = bench_calibration(args.calibration_n, args.ftol)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile("w", dir=args.out.parent, delete=False, suffix=".tmp") as tmp:
-        json.dump(payload, tmp, indent=2)
-    os.replace(tmp.name, args.out)
-    print(f"wrote {args.out}", file=sys.stderr)
+    write_json(args.out, payload)
     return 0
 
 

@@ -14,7 +14,6 @@ A mutation whose code is not in the revision is reported as "not applicable".
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import subprocess
@@ -22,6 +21,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import write_json  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -40,7 +42,7 @@ MUTATIONS = [
       ("tol, damping, max_iter = settings.tol, settings.fp_damping, settings.fp_max_iter",
        "tol, damping, max_iter = settings.tol, 0.5, settings.fp_max_iter")],
      ["tests/test_fixed_point.py", "tests/test_params.py"]),
-    ("sign of the Delta Gini decomposition flipped", "estimation/sensitivity.py",
+    ("sign of the Delta Gini decomposition flipped", "estimation/msm/sensitivity.py",
      [("    by_target = grad @ (-sensitivity)  # (6,)", "    by_target = grad @ sensitivity  # (6,)")],
      ["tests/test_results_files.py", "tests/test_calibration.py"]),
     ("sign inside the Gini flipped", "jaxmodel/inequality.py",
@@ -111,10 +113,7 @@ def main() -> int:
     payload = {"revision": args.rev or "working tree", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "caught": sum(r["result"] == "caught" for r in rows),
                "applicable": sum(r["result"] != "not applicable" for r in rows), "mutations": rows}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".tmp")
-    tmp.write_text(json.dumps(payload, indent=2))
-    os.replace(tmp, args.out)
+    write_json(args.out, payload)
     print(f"caught {payload['caught']} of {payload['applicable']}; wrote {args.out}", file=sys.stderr)
     return 0
 

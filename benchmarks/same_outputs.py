@@ -3,7 +3,8 @@
 A refactor must not change what a user gets. This script runs one list of commands (every command of
 the CLI, small sizes) in a scratch copy of a base revision and in the working tree (or a second
 revision), and compares every file they write, and the standard output of the commands that print
-JSON, byte for byte. ``timing.json`` holds wall times and is left out.
+JSON, byte for byte. ``timing.json`` holds wall times and is left out, as is the top-level
+"seconds" of the commands' JSON files.
 
     python benchmarks/same_outputs.py --base HEAD~3                # base revision vs the working tree
     python benchmarks/same_outputs.py --base A --rev B --out benchmarks/results/same_outputs.json
@@ -24,6 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from benchmarks._common import write_json  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
 SMALL = ["--agents", "4000", "--firms", "40", "--seed", "3"]
@@ -31,7 +35,7 @@ SMALL = ["--agents", "4000", "--firms", "40", "--seed", "3"]
 #: (name, arguments with {out}/{cal}/{data} placeholders, whether stdout is compared)
 COMMANDS = [
     ("simulate", ["simulate", *SMALL, "--json"], True),
-    ("simulate-set", ["simulate", *SMALL, "--json", "--set", "xi=0.4,psi=0.5"], True),
+    ("simulate-set", ["simulate", *SMALL, "--json", "--set", "xi=0.4", "--set", "psi=0.5"], True),
     ("calibrate", ["calibrate", *SMALL, "--starts", "2", "--max-iter", "15", "--sim-sets", "3",
                    "--flip-checks", "1", "--quiet", "--out", "{out}"], False),
     ("calibrate-two-step", ["calibrate", *SMALL, "--starts", "1", "--max-iter", "10", "--sim-sets", "4",
@@ -50,8 +54,18 @@ def _copy(rev: str, dest: Path) -> None:
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
 
 
+#: Keys of JSON files that hold wall times, left out of the comparison (as timing.json is).
+WALL_TIME_KEYS = ("seconds",)
+
+
 def _digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    """SHA-256 of the file; of a JSON file, without its wall-time keys (top level)."""
+    data = path.read_bytes()
+    if path.suffix == ".json":
+        payload = json.loads(data)
+        if isinstance(payload, dict) and any(k in payload for k in WALL_TIME_KEYS):
+            data = json.dumps({k: v for k, v in payload.items() if k not in WALL_TIME_KEYS}, indent=2).encode()
+    return hashlib.sha256(data).hexdigest()
 
 
 def run_all(code: Path, work: Path, data: Path) -> dict[str, str]:
@@ -93,7 +107,10 @@ def main() -> int:
                     ".git", "__pycache__", "*.egg-info", "runs", ".pytest_cache", ".hypothesis"))
             else:
                 _copy(rev, code)
-            work = Path(tmp) / f"{label}-work"
+            # Both sides run in the same folder (emptied in between): paths written into the
+            # results (--from origins, the files read) are then the same.
+            work = Path(tmp) / "work"
+            shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
             print(f"{label} ({rev or 'working tree'}):", file=sys.stderr)
             sides[label] = run_all(code, work, args.data.resolve())
@@ -102,10 +119,7 @@ def main() -> int:
     payload = {"base": args.base, "new": args.rev or "working tree", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "commands": [" ".join(a) for _, a, _ in COMMANDS], "files_compared": len(names),
                "identical": not differ, "differ": differ}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp_out = args.out.with_suffix(".tmp")
-    tmp_out.write_text(json.dumps(payload, indent=2) + "\n")
-    os.replace(tmp_out, args.out)
+    write_json(args.out, payload)
     print(f"{len(names)} files compared; {'all identical' if not differ else f'{len(differ)} differ: {differ}'}",
           file=sys.stderr)
     return 0 if not differ else 1

@@ -317,7 +317,10 @@ def moments_at(params: Params, draws: Draws, settings: Settings, start: jax.Arra
 
 
 @functools.partial(jax.jit, static_argnames="settings")
-def _moments(params: Params, draws: Draws, settings: Settings, start: jax.Array | None = None) -> Moments:
+def moments_jit(params: Params, draws: Draws, settings: Settings, start: jax.Array | None = None) -> Moments:
+    """The compiled function behind :func:`moments`, without its input checks: for ahead-of-time
+    lowering (``moments_jit.lower(...).compile()``, as the benchmarks time compilation) and for use
+    inside other transformations with inputs already validated."""
     return moments_at(params, draws, settings, cold(settings) if start is None else start)
 
 
@@ -374,4 +377,4 @@ def moments(params: Params, draws: Draws, settings: Settings, start: jax.Array |
         expected = (2, n_aggregates(settings))
         if start.shape != expected:
             raise InvalidSettingError(f"start has shape {start.shape}, expected {expected} (Moments.aggregates)")
-    return _moments(params, draws, settings, start)
+    return moments_jit(params, draws, settings, start)

@@ -42,6 +42,13 @@ def occupation_weights(z: jax.Array, n_occupations: int, b_occ) -> jax.Array:
     return jax.nn.softmax(logits, axis=1)
 
 
+def task_structure(params, n_tasks: int, n_occupations: int) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """The task grid z (T,), AI exposure a (T,) and occupations' task weights omega (O, T) at
+    ``params`` (float64): what every occupation-level summary of the model starts from."""
+    z = task_grid(n_tasks)
+    return z, exposure(z, params.z_lo, params.z_hi, params.w_a), occupation_weights(z, n_occupations, params.b_occ)
+
+
 def log_ces_aggregate(log_y: jax.Array, sigma) -> jax.Array:
     """log Y with Y = (sum_k dz Y_k^r)^(1/r), r = (sigma - 1)/sigma, dz = 1/T.
 

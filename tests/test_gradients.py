@@ -26,7 +26,7 @@ PIECEWISE_CONSTANT = ("rho_occ", "rho_firm")
 def _vector_fn(base, draws, settings, names):
     def f(x):
         params = jaxmodel.Params(**{**base.to_dict(), **dict(zip(names, x))})
-        return outcomes._moments(params, draws, settings).vector()
+        return outcomes.moments_jit(params, draws, settings).vector()
 
     return f
 

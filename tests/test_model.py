@@ -112,9 +112,9 @@ def test_same_seed_same_numbers(baseline, big_draws, baseline_big):
 def test_new_parameter_values_do_not_recompile(baseline, big_draws, baseline_big):
     from jaxmodel import outcomes
 
-    size = outcomes._moments._cache_size()
+    size = outcomes.moments_jit._cache_size()
     jaxmodel.moments(baseline.replace(xi=0.3, alpha=0.4), big_draws, BIG)
-    assert outcomes._moments._cache_size() == size
+    assert outcomes.moments_jit._cache_size() == size
 
 
 def _max_intermediate_size(jaxpr) -> int:
@@ -137,7 +137,7 @@ def test_no_n_by_t_array_is_ever_formed(baseline, big_draws):
     incomes of both states, (2 states, 2 branches, O, N/O) = 4N elements, far below N x T = 40N."""
     from jaxmodel import outcomes
 
-    closed = jax.make_jaxpr(lambda p, d: outcomes._moments(p, d, BIG))(baseline, big_draws)
+    closed = jax.make_jaxpr(lambda p, d: outcomes.moments_jit(p, d, BIG))(baseline, big_draws)
     largest = _max_intermediate_size(closed.jaxpr)
     assert largest <= 4 * BIG.n_agents < BIG.n_agents * BIG.n_tasks
 

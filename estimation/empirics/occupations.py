@@ -139,16 +139,12 @@ def simulate_occupations(params, settings, key) -> pd.DataFrame:
     For each occupation: employment, the mean and the 10th, 50th and 90th percentiles of worker income
     over its worker-branches (weights w_ie), and its exposure abar_o = sum_k omega_ok a_k.
     """
-    import jax
-
     import jaxmodel
     from jaxmodel import tasks
 
     draws = jaxmodel.make_draws(key, settings)
     states = {year: jaxmodel.solve(params, draws, settings, A) for year, A in ((0, 0.0), (1, float(params.A1)))}
-    z = np.asarray(tasks.task_grid(settings.n_tasks))
-    a = np.asarray(tasks.exposure(z, params.z_lo, params.z_hi, params.w_a))
-    omega = np.asarray(tasks.occupation_weights(jax.numpy.asarray(z), settings.n_occupations, params.b_occ))
+    _, a, omega = map(np.asarray, tasks.task_structure(params, settings.n_tasks, settings.n_occupations))
     rows = []
     for o in range(settings.n_occupations):
         row = {"occupation": f"model-{o + 1:02d}", "exposure": float(omega[o] @ a), "major": "model"}

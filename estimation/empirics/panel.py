@@ -72,15 +72,11 @@ class PanelDesign:
 def design_from_model(params, settings, key) -> PanelDesign:
     """Effects and task quantities from the model at ``params`` (H4's slope from a proprietary-AI,
     strong rent-sharing configuration of the same economy)."""
-    import jax
-
     import jaxmodel
     from jaxmodel import firms, tasks
 
-    z = np.asarray(tasks.task_grid(settings.n_tasks))
+    z, a, omega = map(np.asarray, tasks.task_structure(params, settings.n_tasks, settings.n_occupations))
     phi = np.exp(float(params.lam) * z)
-    a = np.asarray(tasks.exposure(z, params.z_lo, params.z_hi, params.w_a))
-    omega = np.asarray(tasks.occupation_weights(jax.numpy.asarray(z), settings.n_occupations, params.b_occ))
     o = int(np.argmax(omega @ a))  # the most exposed occupation
     k = np.argsort(omega[o])[-5:]  # its five main tasks
     floor = float(params.alpha) * float(params.A1) * a * phi

@@ -1,0 +1,54 @@
+"""What every benchmark script shares: the machine it ran on, and one atomic JSON writer."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # scripts run as ``python benchmarks/<name>.py``
+    sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def environment(*packages: str) -> dict:
+    """The device, the machine and the versions (jax, jaxlib, numpy and ``packages``), with the date."""
+    import importlib.metadata
+
+    import jax
+    import jaxlib
+    import numpy
+
+    device = jax.devices()[0]
+    out = {
+        "device": f"{device.platform}: {device.device_kind}",
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "processor": platform.processor() or platform.machine(),
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "jaxlib": jaxlib.__version__,
+        "numpy": numpy.__version__,
+    }
+    for name in packages:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    out["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    return out
+
+
+def write_json(path: Path, payload) -> None:
+    """Write ``payload`` as indented JSON, atomically (the project's own writer), and say where."""
+    from estimation.output.runfiles import atomic_write_json
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, payload)
+    print(f"wrote {path}", file=sys.stderr)
