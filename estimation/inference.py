@@ -76,6 +76,74 @@ def confidence_intervals(estimates: np.ndarray, se: np.ndarray, level: float = 0
     return estimates - z * se, estimates + z * se
 
 
+def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, binding, level: float = 0.95) -> dict:
+    """Intervals that respect the parameters' bounds (the delta method on unconstrained coordinates).
+
+    Each parameter is mapped to an unconstrained coordinate u = g(theta): logit((theta - lo) /
+    (hi - lo)) with both bounds, log(theta - lo) with a lower bound only, -log(hi - theta) with an
+    upper bound only, theta itself with none. The delta method gives se_u = se / |dtheta/du|, and
+    the interval u +- z se_u maps back through g^-1 into the bounds: asymmetric, never outside them.
+
+    At a binding bound (``binding[j]`` "lower" or "upper") the estimator is not asymptotically
+    normal (Andrews 1999: its limit is a normal projected on the cone of the parameter space), so
+    no symmetric SE is given. The interval is one-sided: [lo, lo + z_{level} sigma] at a lower bound
+    ([hi - z_{level} sigma, hi] at an upper one), with sigma the sandwich SE, which has asymptotic
+    coverage ``level`` when the true value is on the bound.
+
+    Args:
+        estimates: (k,) theta_hat; cov: (k, k) sandwich covariance on the natural scale;
+        lower, upper: (k,) bounds (+-inf where none); binding: k of "lower", "upper" or None.
+
+    Returns:
+        dict of (k,) arrays ``lower``, ``upper`` (the interval) and ``se`` (the natural-scale SE,
+        NaN at a binding bound), and k strings ``method`` and ``note`` (why an SE is withheld).
+    """
+    theta = np.asarray(estimates, dtype=np.float64)
+    sigma = standard_errors(np.asarray(cov, dtype=np.float64))
+    z2 = NormalDist().inv_cdf(0.5 + level / 2.0)
+    z1 = NormalDist().inv_cdf(level)
+    k = theta.size
+    out_lo, out_hi, se = np.full(k, np.nan), np.full(k, np.nan), sigma.copy()
+    method, note = [""] * k, [""] * k
+    for j in range(k):
+        t, s, lo, hi = theta[j], sigma[j], float(lower[j]), float(upper[j])
+        if not np.isfinite(s):
+            method[j] = "none"
+            continue
+        if binding[j] == "lower":
+            out_lo[j], out_hi[j] = lo, min(lo + z1 * s, hi)
+            se[j], method[j] = np.nan, "one-sided (at lower bound)"
+            note[j] = ("at its lower bound: the estimator is not asymptotically normal there (Andrews 1999), "
+                       f"so no SE; one-sided {level:.0%} interval [bound, bound + {z1:.3f} sigma]")
+            continue
+        if binding[j] == "upper":
+            out_lo[j], out_hi[j] = max(hi - z1 * s, lo), hi
+            se[j], method[j] = np.nan, "one-sided (at upper bound)"
+            note[j] = ("at its upper bound: the estimator is not asymptotically normal there (Andrews 1999), "
+                       f"so no SE; one-sided {level:.0%} interval [bound - {z1:.3f} sigma, bound]")
+            continue
+        if np.isfinite(lo) and np.isfinite(hi):
+            p = (t - lo) / (hi - lo)
+            u, du = math.log(p / (1.0 - p)), s / ((t - lo) * (hi - t) / (hi - lo))
+            back = [lo + (hi - lo) / (1.0 + math.exp(-x)) if x > -700 else lo for x in (u - z2 * du, u + z2 * du)]
+            method[j] = "logit-scale delta method"
+        elif np.isfinite(lo):
+            u, du = math.log(t - lo), s / (t - lo)
+            back = [lo + math.exp(min(x, 700.0)) for x in (u - z2 * du, u + z2 * du)]
+            method[j] = "log-scale delta method"
+        elif np.isfinite(hi):
+            u, du = math.log(hi - t), s / (hi - t)
+            back = sorted(hi - math.exp(min(x, 700.0)) for x in (u - z2 * du, u + z2 * du))
+            method[j] = "log-scale delta method"
+        else:
+            back = [t - z2 * s, t + z2 * s]
+            method[j] = "Wald"
+        # The maps back lie inside the bounds; clipping only removes rounding (lo + (hi - lo) * 1
+        # can exceed hi by an ulp).
+        out_lo[j], out_hi[j] = min(max(back[0], lo), t), max(min(back[1], hi), t)
+    return {"lower": out_lo, "upper": out_hi, "se": se, "method": method, "note": note}
+
+
 def j_statistic(errors: np.ndarray, moments_cov: np.ndarray, n_params: int) -> dict:
     """Hansen's J = g' Omega^{-1} g at the estimate, under optimal weights W = Omega^{-1}.
 

@@ -42,18 +42,18 @@ def test_parameters_are_recovered_within_two_standard_errors(recovery):
     for j, name in enumerate(names):
         assert start[j] != pytest.approx(TRUTH[name])  # the first start is the baseline, not the truth
         assert abs(recovery.estimates[j] - TRUTH[name]) <= 2 * recovery.se[j], name
-    assert recovery.identification["identified"]
+    assert recovery.identification.identified
     # Targets and estimation differ only by simulation noise: the J test does not reject.
-    assert recovery.j_test["p_value"] > 0.01
+    assert recovery.j_test.p_value > 0.01
 
 
 def test_under_identified_free_set_is_reported_not_estimated():
     # alpha and A1 enter the model only through their product (the AI floor alpha A a_k phi_k).
     result = calibrate(free=("alpha", "A1", "sigma", "eta1", "xi"), max_iter=3, flip_checks=0, **SIZE)
     ident = result.identification
-    assert ident["rank"] == 4 and ident["n_params"] == 5 and not ident["identified"]
+    assert ident.rank == 4 and ident.n_params == 5 and not ident.identified
     assert np.isnan(result.se).all() and result.decomposition is None
-    null = [w for w in ident["weak_directions"] if w["singular_value"] < 1e-8 * ident["singular_values"][0]]
+    null = [w for w in ident.weak_directions if w["singular_value"] < 1e-8 * ident.singular_values[0]]
     assert len(null) == 1 and set(null[0]["combination"]) == {"alpha", "A1"}
 
 
@@ -149,4 +149,4 @@ def test_two_step_optimal_weights(tmp_path: Path):
     # Second-step weights are the inverse of the first step's Omega + Omega_sim: positive definite.
     assert np.linalg.eigvalsh(result.weights).min() > 0
     assert not np.allclose(result.weights, np.diag(1 / result.targets.se**2))
-    assert result.j_test["weights"] == "optimal"
+    assert result.j_test.weights == "optimal"

@@ -100,7 +100,7 @@ def test_a_fixed_point_that_does_not_converge_is_reported_with_its_residual(caps
 
     out = tmp_path / "run"
     result = calibrate(CalibrationConfig(fixed={"tau": 1e-4}, max_iter=2, flip_checks=0, **SIZE), out=out)
-    states = result.fixed_point["states"]
+    states = result.fixed_point.states
     assert not states["before"]["converged"] and states["before"]["residual"] > 1e3 * SETTINGS.tol
     assert any("did not converge at the estimate" in w for w in result.warnings)
     report = json.loads((out / "report.json").read_text())

@@ -32,7 +32,7 @@ def register(commands) -> None:
     est.add_argument("--free", action="append", metavar="NAMES",
                      help="free parameters, comma-separated or repeated (default alpha,sigma_nu,sigma,eta1,xi)")
     est.add_argument("--bound", action="append", default=[], metavar="NAME=LOW:HIGH",
-                     help="bounds of a free parameter (default: its domain), e.g. --bound sigma=0.2:10")
+                     help="search bounds of a free parameter (default: its search box, the README's parameter table; inside its domain), e.g. --bound sigma=0.2:10")
     est.add_argument("--weights", default="diagonal", metavar="KIND",
                      help="diagonal (1/se^2, default), identity, optimal (two-step) or a CSV matrix file")
     est.add_argument("--starts", type=positive_int, default=3, metavar="S", help="starting points (default 3)")

@@ -22,7 +22,10 @@ def register(commands) -> None:
         ),
     )
     add_model_options(parser)
-    parser.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object instead of tables; a value that is not finite is written as "
+                             "null (valid JSON, RFC 8259) and named in the field \"non_finite\" with what it "
+                             "was (nan, inf or -inf)")
     parser.set_defaults(run=run)
 
 
@@ -31,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     import jaxmodel
     from estimation.output import tables
-    from estimation.output.runfiles import to_jsonable
+    from estimation.output.runfiles import with_nulls
 
     params, settings = model_inputs(args)
     start = time.perf_counter()
@@ -53,7 +56,9 @@ def run(args: argparse.Namespace) -> int:
                          "spec": settings.spec, "precision": settings.precision},
             "params": {k: float(v) for k, v in params.to_dict().items()},
         }
-        print(json.dumps(to_jsonable(payload), indent=2))
+        payload, flags = with_nulls(payload)
+        payload["non_finite"] = flags
+        print(json.dumps(payload, indent=2, allow_nan=False))
     else:
         tables.moments_report(values, settings, args.seed, changed=parse_assignments(args.assignments),
                               seconds=elapsed)

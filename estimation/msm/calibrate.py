@@ -117,7 +117,8 @@ def calibrate(
 
     result = Result(
         config=config, targets=inputs.targets, free=inputs.free, estimates=np.asarray(theta), se=est.se,
-        ci_lower=est.ci_lower, ci_upper=est.ci_upper, binding=inputs.free.binding(theta), cov=est.cov, jac=est.jac,
+        ci_lower=est.ci_lower, ci_upper=est.ci_upper, interval_method=est.interval_method, se_note=est.se_note,
+        binding=inputs.free.binding(theta), cov=est.cov, jac=est.jac,
         weights=np.asarray(problem.weights), omega_sim=est.omega_sim, moments_cov=est.moments_cov,
         model_moments=est.model, sensitivity=est.lam, criterion=est.criterion, j_test=est.j_test,
         identification=est.identification, decomposition=est.decomposition, flip_checks=flips, starts=records,
@@ -238,6 +239,8 @@ class _Inference:
     se: np.ndarray
     ci_lower: np.ndarray
     ci_upper: np.ndarray
+    interval_method: list
+    se_note: list
     j_test: JTest
     decomposition: Decomposition | None
     fixed_point: object
@@ -269,22 +272,22 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     if ident.identified:
         cov = inference.cov_robust(jac, weights, moments_cov)
         lam = inference.sensitivity_to_bias(jac, weights)
-        se = inference.standard_errors(cov)
     else:
         cov = np.full((k, k), np.nan)
         lam = np.full((k, len(MOMENT_NAMES)), np.nan)
-        se = np.full(k, np.nan)
-    lo, hi = inference.confidence_intervals(theta, se)
+    sigma = inference.standard_errors(cov)
+    intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, free.binding(theta))
     weighting = "optimal" if config.weights == "optimal" else f"{config.weights} (J uses optimal weights)"
     j_test = JTest(**inference.j_statistic(errors, moments_cov, k), weights=weighting)
     decomposition = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
-            model, jac, lam, targets.se, list(free.names), se))
+            model, jac, lam, targets.se, list(free.names), sigma))
     return _Inference(model=model, jac=jac, aggregates=at_estimate.aggregates, omega_sim=omega_sim,
                       moments_cov=moments_cov, criterion=float(errors @ weights @ errors), identification=ident,
-                      cov=cov, lam=lam, se=se, ci_lower=lo, ci_upper=hi, j_test=j_test, decomposition=decomposition,
-                      fixed_point=fixed_point)
+                      cov=cov, lam=lam, se=intervals["se"], ci_lower=intervals["lower"], ci_upper=intervals["upper"],
+                      interval_method=intervals["method"], se_note=intervals["note"], j_test=j_test,
+                      decomposition=decomposition, fixed_point=fixed_point)
 
 
 def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs: Inputs, problem: Problem,

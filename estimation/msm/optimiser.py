@@ -352,15 +352,22 @@ def _box_step(r: np.ndarray, Jr: np.ndarray, S: np.ndarray, lam: float, theta: n
     diag = np.diag(JtJ)
     D = np.maximum(diag, 1e-12 * max(float(diag.max(initial=0.0)), 1e-300))
     grad = Jr.T @ r
-    shift = lam
-    for _ in range(60):
-        H = JtJ + S + shift * np.diag(D)
-        try:
-            L = np.linalg.cholesky(H)
+    # Raise the damping until the model is positive definite. D may be floored far below S's scale
+    # in a column that (nearly) vanishes, so the shift doubles up to 200 times; if S's
+    # curvature still dominates, the model drops S (Gauss-Newton, positive definite for lam > 0).
+    shift, L = lam, None
+    for curvature in (S, np.zeros_like(S)):
+        for _ in range(200):
+            try:
+                L = np.linalg.cholesky(JtJ + curvature + shift * np.diag(D))
+                break
+            except np.linalg.LinAlgError:
+                shift = max(2.0 * shift, 1e-8)
+        if L is not None:
+            S = curvature
             break
-        except np.linalg.LinAlgError:
-            shift = max(2.0 * shift, 1e-8)
-    else:  # pragma: no cover - S is bounded, a large shift always works
+        shift = lam
+    if L is None:  # pragma: no cover - J'J + lam D with D > 0 always factorises
         raise np.linalg.LinAlgError("no positive definite model")
     A = L.T
     b = -np.linalg.solve(L, grad)
@@ -489,27 +496,26 @@ def finish_starts(batch: BatchState, starts: np.ndarray, free: FreeParameters, p
     return records
 
 
+#: How the starting points are drawn (recorded in report.json).
+START_DESIGN = ("the baseline (moved inside the box), then a scrambled Sobol sequence (scipy.stats.qmc) "
+                "over the middle 90% of the search box, seeded by the run's seed")
+
+
 def starting_points(free: FreeParameters, base: Params, n_starts: int, seed: int) -> np.ndarray:
     """n_starts starting values of theta: (n_starts, k).
 
-    The first is the base (baseline) value, moved inside the bounds; the others are drawn from a
-    fixed PRNG key: uniformly over the middle 80% of a two-sided range, log-uniformly within a
-    factor 3 of the base value for one-sided bounds, and base +- 1 without bounds.
+    The first is the base (baseline) value, moved inside the search box; the others are the first
+    points of a scrambled Sobol sequence (space-filling, seeded by ``seed``) mapped to the middle
+    90% of the box, which is finite for every parameter (``parameters.SEARCH_BOX`` or --bound).
     """
+    from scipy.stats import qmc
+
     first = free.inside([float(getattr(base, n)) for n in free.names], margin=0.01)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 20260305]))
     rows = [first]
-    for _ in range(n_starts - 1):
-        row = []
-        for j, n in enumerate(free.names):
-            lo, hi, b = free.lower[j], free.upper[j], first[j]
-            if np.isfinite(lo) and np.isfinite(hi):
-                row.append(lo + (hi - lo) * rng.uniform(0.1, 0.9))
-            elif np.isfinite(lo):
-                row.append(lo + max(b - lo, 1e-2) * np.exp(rng.uniform(-np.log(3), np.log(3))))
-            elif np.isfinite(hi):
-                row.append(hi - max(hi - b, 1e-2) * np.exp(rng.uniform(-np.log(3), np.log(3))))
-            else:
-                row.append(b + rng.uniform(-1, 1))
-        rows.append(free.inside(row, margin=0.01))
+    if n_starts > 1:
+        lo, hi = np.asarray(free.lower), np.asarray(free.upper)
+        m = int(np.ceil(np.log2(n_starts - 1))) if n_starts > 2 else 0
+        sobol = qmc.Sobol(d=free.size, scramble=True, seed=np.random.default_rng([seed, 20260305]))
+        for u in sobol.random_base2(m)[: n_starts - 1]:
+            rows.append(free.inside(lo + (hi - lo) * (0.05 + 0.9 * u), margin=0.01))
     return np.array(rows)

@@ -30,6 +30,42 @@ from jaxmodel import DOMAINS, PARAM_NAMES, Params
 
 #: The default free parameters (MODEL.md section 7).
 DEFAULT_FREE: tuple[str, ...] = ("alpha", "sigma_nu", "sigma", "eta1", "xi")
+#: The default search box of every parameter: where the optimiser looks when no --bound is given.
+#: It is finite (a one-sided domain is no search region: a start can run off to infinity) and inside
+#: the domain, which still validates user input and --bound. Two-sided domains are their own box
+#: (open ends moved in: Gini(K) < 1, owners' share in (0, 1)); rho's box keeps it complementary
+#: (its domain excludes 0).
+SEARCH_BOX: dict[str, tuple[float, float]] = {
+    "sigma": (0.2, 10.0),
+    "lam": (-5.0, 5.0),
+    "A1": (0.0, 5.0),
+    "alpha": (0.0, 5.0),
+    "z_lo": (0.0, 1.0),
+    "z_hi": (0.0, 1.0),
+    "w_a": (0.005, 0.5),
+    "sigma_nu": (0.0, 3.0),
+    "mu": (0.0, 3.0),
+    "rho": (-10.0, -0.01),
+    "omega": (0.0, 1.0),
+    "sigma_theta": (0.05, 3.0),
+    "gamma": (-0.9, 3.0),
+    "c_bar": (-5.0, 5.0),
+    "zeta": (-5.0, 5.0),
+    "sigma_c": (0.0, 3.0),
+    "tau": (0.001, 1.0),
+    "sigma_eps": (0.0, 3.0),
+    "gini_K": (0.0, 0.98),
+    "r_K": (0.0, 5.0),
+    "eta0": (0.0, 5.0),
+    "eta1": (0.0, 5.0),
+    "psi": (0.0, 3.0),
+    "xi": (0.0, 1.0),
+    "owner_share": (0.001, 0.5),
+    "rho_occ": (0.0, 1.0),
+    "b_occ": (0.01, 1.0),
+    "rho_firm": (0.0, 1.0),
+}
+
 #: A parameter is reported as at its bound when within this share of its range (two-sided) or of
 #: max(1, |bound|) (one-sided).
 BINDING_SHARE = 1e-3
@@ -133,15 +169,18 @@ class FreeParameters:
         return theta
 
     def binding(self, theta) -> list[str | None]:
-        """For each parameter: "lower", "upper" or None, whether the estimate presses on a bound."""
+        """For each parameter: whether the estimate presses on a bound: "lower" or "upper" for a
+        bound of the parameter's domain, "lower (search box)" or "upper (search box)" for a bound of
+        the search box that is not the domain's (widen it with --bound), or None."""
         out: list[str | None] = []
         for j, t in enumerate(np.asarray(theta, dtype=np.float64)):
             a, b = self.lower[j], self.upper[j]
+            domain = DOMAINS[self.names[j]]
             two_sided = math.isfinite(a) and math.isfinite(b)
             if math.isfinite(a) and t - a <= BINDING_SHARE * ((b - a) if two_sided else max(1.0, abs(a))):
-                out.append("lower")
+                out.append("lower" if domain.lo is not None and a == domain.lo else "lower (search box)")
             elif math.isfinite(b) and b - t <= BINDING_SHARE * ((b - a) if two_sided else max(1.0, abs(b))):
-                out.append("upper")
+                out.append("upper" if domain.hi is not None and b == domain.hi else "upper (search box)")
             else:
                 out.append(None)
         return out
@@ -198,7 +237,7 @@ def free_parameters(
         domain = DOMAINS[n]
         d_lo = -math.inf if domain.lo is None else domain.lo
         d_hi = math.inf if domain.hi is None else domain.hi
-        lo, hi = bounds.get(n, (d_lo, d_hi))
+        lo, hi = bounds.get(n, SEARCH_BOX[n])
         if any(math.isnan(x) for x in (lo, hi)):
             raise ConfigError(f"--bound {n}: bounds must be numbers, got {lo}:{hi}")
         if lo < d_lo or hi > d_hi:

@@ -18,7 +18,7 @@ import numpy as np
 import jaxmodel
 from estimation.errors import ConfigError
 from estimation.msm.config import CalibrationConfig
-from estimation.msm.optimiser import StartRecord
+from estimation.msm.optimiser import START_DESIGN, StartRecord
 from estimation.msm.parameters import FreeParameters
 from estimation.msm.targets import Targets
 from jaxmodel import MOMENT_NAMES, Params, Settings
@@ -178,9 +178,11 @@ class Result:
     targets: Targets
     free: FreeParameters
     estimates: np.ndarray  # (k,)
-    se: np.ndarray
-    ci_lower: np.ndarray
+    se: np.ndarray  # (k,) sandwich SE on the natural scale; NaN where withheld (at a bound)
+    ci_lower: np.ndarray  # (k,) 95% interval inside the bounds (inference.bounded_intervals)
     ci_upper: np.ndarray
+    interval_method: list  # k strings: how each interval was made
+    se_note: list  # k strings: why an SE is withheld ("" where it is given)
     binding: list
     cov: np.ndarray  # (k, k)
     jac: np.ndarray  # (6, k)
@@ -220,8 +222,10 @@ class Result:
         return [
             {"parameter": n, "estimate": float(self.estimates[j]), "se": float(self.se[j]),
              "ci_lower": float(self.ci_lower[j]), "ci_upper": float(self.ci_upper[j]),
+             "interval": self.interval_method[j],
              "lower_bound": self.free.lower[j], "upper_bound": self.free.upper[j],
-             "at_bound": self.binding[j] or "", "start": float(self.starts[self.best_start].start[j])}
+             "at_bound": self.binding[j] or "", "start": float(self.starts[self.best_start].start[j]),
+             "se_note": self.se_note[j]}
             for j, n in enumerate(self.free.names)
         ]
 
@@ -261,10 +265,12 @@ class Result:
                 "starts": [
                     {"start": dict(zip(names, map(float, r.start))), "end": dict(zip(names, map(float, r.theta))),
                      "criterion": r.value, "grad_norm": r.grad_norm, "iterations": r.iterations,
-                     "status": r.status_text, "method": r.method, "history": r.history}
+                     "status": r.status_text, "method": r.method, "history": r.history,
+                     "at_bound": {n: b for n, b in zip(names, self.free.binding(r.theta)) if b}}
                     for r in self.starts
                 ],
                 "stage2": None if self.stage2 is None else self.stage2.to_dict(),
+                "start_design": START_DESIGN,
             },
             "fixed_point": self.fixed_point.to_dict(),
             "inputs": self.inputs,

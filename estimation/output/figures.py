@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import math
+import textwrap
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -72,7 +73,9 @@ def sensitivity_figure(result) -> bytes:
     finite = np.isfinite(scaled)
     limit = float(np.max(np.abs(scaled[finite]))) if finite.any() else 1.0
     image = ax.imshow(np.where(finite, scaled, 0.0), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
-    ax.set_xticks(range(len(MOMENT_NAMES)), [f"m{i + 1}\n{n}" for i, n in enumerate(MOMENT_NAMES)], fontsize=7)
+    # Moment names wrapped onto short lines (underscores as spaces), so neighbours never overlap.
+    labels = [f"m{i + 1}\n" + "\n".join(textwrap.wrap(n.replace("_", " "), 12)) for i, n in enumerate(MOMENT_NAMES)]
+    ax.set_xticks(range(len(MOMENT_NAMES)), labels, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     for j in range(len(names)):
         for i in range(len(MOMENT_NAMES)):

@@ -6,6 +6,13 @@ atomically after every optimiser iteration). When the run ends, the results are 
 ``.DIR.partial/results`` and that folder is renamed to DIR in one step. An interrupted run leaves
 only the partial folder, which ``--resume`` continues; an existing DIR is replaced only with
 ``--force``.
+
+Several processes (``estimation.distributed``): only process 0 writes. The atomic writes below
+return at once on the others, and :class:`RunFolder` keeps the processes in step where they share
+the folder: every process checks it before process 0 changes it (and all stop with the same error
+if one of them cannot use it), every process reads a resumed run's checkpoint before process 0
+writes the next one, and process 0 publishes the results only once every process is done with the
+partial folder. The folder must be on a filesystem every process sees.
 """
 
 from __future__ import annotations
@@ -20,11 +27,15 @@ from pathlib import Path
 
 import numpy as np
 
+from estimation import distributed
 from estimation.errors import OutputError
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace."""
+    """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace (on
+    process 0 only when several processes run one program)."""
+    if not distributed.is_writer():
+        return
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -77,6 +88,26 @@ def to_jsonable(obj):
     return obj
 
 
+def with_nulls(obj) -> tuple[object, dict]:
+    """A deep copy with every non-finite float replaced by None (JSON null, valid per RFC 8259), and
+    {path: "nan" | "inf" | "-inf"} naming what each null stood for (paths like "a.b.0")."""
+    flags: dict[str, str] = {}
+
+    def walk(x, path):
+        if isinstance(x, dict):
+            return {str(k): walk(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
+        if isinstance(x, (list, tuple, np.ndarray)):
+            return [walk(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(list(x))]
+        if isinstance(x, np.generic):
+            x = x.item()
+        if isinstance(x, float) and not np.isfinite(x):
+            flags[path] = "inf" if x > 0 else ("-inf" if x < 0 else "nan")
+            return None
+        return x
+
+    return walk(obj, ""), flags
+
+
 class RunFolder:
     """The results folder of one run and its hidden partial sibling."""
 
@@ -114,32 +145,43 @@ class RunFolder:
     def prepare(self, config: dict, resume: bool, force: bool) -> bool:
         """Check the folders before any work; returns True when an interrupted run is resumed.
 
+        With several processes every one checks, then process 0 alone creates or clears the
+        partial folder; all raise the same error if any one fails.
+
         Raises:
             OutputError: DIR exists without --force; an interrupted run exists without --resume or
                 --force; --resume with a different configuration; folders that cannot be written.
         """
-        self.check(resume, force)
-        resumed = False
-        if self.partial.exists():
-            if resume:
-                self._check_same_config(config)
-                resumed = True
-            elif force:
-                shutil.rmtree(self.partial)
-            else:
-                raise OutputError(
-                    f"an interrupted run is waiting in {self.partial}; pass --resume to continue it "
-                    "or --force to start over"
-                )
+        resumed, error = False, None
         try:
-            self.partial.mkdir(parents=True, exist_ok=True)
-            probe = self.partial / ".write-test"
-            probe.write_bytes(b"")
-            probe.unlink()
-        except OSError as exc:
-            raise OutputError(f"cannot write in {self.partial.parent}: {exc.strerror}") from None
-        if not resumed:
-            atomic_write_json(self.config_file, config)
+            self.check(resume, force)
+            if self.partial.exists():
+                if resume:
+                    self._check_same_config(config)
+                    resumed = True
+                elif not force:
+                    raise OutputError(
+                        f"an interrupted run is waiting in {self.partial}; pass --resume to continue it "
+                        "or --force to start over"
+                    )
+        except OutputError as exc:
+            error = str(exc)
+        _raise_if(distributed.agree("results folder checked", error))
+        error = None
+        if distributed.is_writer():
+            try:
+                if self.partial.exists() and not resumed:  # force
+                    shutil.rmtree(self.partial)
+                self.partial.mkdir(parents=True, exist_ok=True)
+                probe = self.partial / ".write-test"
+                probe.write_bytes(b"")
+                probe.unlink()
+            except OSError as exc:
+                error = f"cannot write in {self.partial.parent}: {exc.strerror}"
+            else:
+                if not resumed:
+                    atomic_write_json(self.config_file, config)
+        _raise_if(distributed.agree("results folder prepared", error))
         return resumed
 
     def _check_same_config(self, config: dict) -> None:
@@ -163,26 +205,37 @@ class RunFolder:
         atomic_write_bytes(self.checkpoint, buffer.getvalue())
 
     def load_checkpoint(self) -> tuple[dict[str, np.ndarray], dict] | None:
-        if not self.checkpoint.exists():
-            return None
-        try:
-            with np.load(self.checkpoint, allow_pickle=False) as data:
-                arrays = {k: data[k] for k in data.files if k != "__meta__"}
-                meta = json.loads(str(data["__meta__"]))
-        except (OSError, ValueError, KeyError) as exc:
-            raise OutputError(f"checkpoint {self.checkpoint} is unreadable ({exc}); pass --force to start over") from None
-        return arrays, meta
+        loaded, error = None, None
+        if self.checkpoint.exists():
+            try:
+                with np.load(self.checkpoint, allow_pickle=False) as data:
+                    arrays = {k: data[k] for k in data.files if k != "__meta__"}
+                    meta = json.loads(str(data["__meta__"]))
+                loaded = arrays, meta
+            except (OSError, ValueError, KeyError) as exc:
+                error = f"checkpoint {self.checkpoint} is unreadable ({exc}); pass --force to start over"
+        # Every process has read it before process 0 writes the next one (and all fail together).
+        _raise_if(distributed.agree("checkpoint read", error))
+        return loaded
 
     def discard(self) -> None:
         """Remove the partial folder of a run that failed for good (nothing to resume)."""
-        shutil.rmtree(self.partial, ignore_errors=True)
+        if distributed.is_writer():
+            shutil.rmtree(self.partial, ignore_errors=True)
 
     @property
     def staging(self) -> Path:
         return self.partial / "results"
 
     def publish(self) -> None:
-        """Move the finished results into place in one rename and remove the partial folder."""
+        """Move the finished results into place in one rename and remove the partial folder (process
+        0, once every process is done with the partial folder; all return once it is in place)."""
+        distributed.barrier("results written")
+        if distributed.is_writer():
+            self._publish()
+        distributed.barrier("results published")
+
+    def _publish(self) -> None:
         old = None
         if self.out.exists():
             old = self.out.parent / f".{self.out.name}.replaced-{os.getpid()}"
@@ -191,3 +244,8 @@ class RunFolder:
         if old is not None:
             shutil.rmtree(old, ignore_errors=True)
         shutil.rmtree(self.partial, ignore_errors=True)
+
+
+def _raise_if(error: str | None) -> None:
+    if error is not None:
+        raise OutputError(error)

@@ -99,22 +99,31 @@ def calibration_report(result) -> None:
         conv.add_column(col, justify="right" if col in ("criterion", "max|grad|", "iterations") else "left")
     for i, s in enumerate(report["convergence"]["starts"]):
         mark = " (best)" if i == report["convergence"]["best_start"] else ""
+        status = s["status"]
+        box = [n for n, b in s["at_bound"].items() if "search box" in b]
+        if box:
+            status += f"; stopped at the search box ({', '.join(box)})"
         conv.add_row(f"{i}{mark}", _fmt(s["criterion"]), f"{s['grad_norm']:.1e}", str(s["iterations"]),
-                     s["method"], s["status"])
+                     s["method"], status)
     console.print(conv)
 
-    est = Table(title="Estimates (sandwich SEs with simulation noise; 95% Wald intervals)")
-    for col in ("parameter", "estimate", "se", "95% CI", "bounds", "at bound"):
+    est = Table(title="Estimates (sandwich SEs with simulation noise; 95% intervals inside the bounds)")
+    for col in ("parameter", "estimate", "se", "95% interval", "interval from", "search box", "at bound"):
         est.add_column(col, justify="right" if col in ("estimate", "se") else "left")
     for row in report["estimates"]:
         bound = f"[{row['lower_bound']:g}, {row['upper_bound']:g}]"
         ci = f"[{_fmt(row['ci_lower'])}, {_fmt(row['ci_upper'])}]"
         at = f"[bold yellow]{row['at_bound']}[/]" if row["at_bound"] else ""
-        est.add_row(row["parameter"], _fmt(row["estimate"]), _fmt(row["se"]), ci, bound, at)
+        se = "-" if row["se_note"] else _fmt(row["se"])
+        est.add_row(row["parameter"], _fmt(row["estimate"]), se, ci, row["interval"].split(" (")[0].replace(
+            " delta method", ""), bound, at)
     console.print(est)
-    if any(r["at_bound"] for r in report["estimates"]):
-        console.print("[yellow]Parameters at a bound: their standard errors assume an interior optimum and "
-                      "are not valid there.[/]")
+    for row in report["estimates"]:
+        if row["se_note"]:
+            console.print(f"[yellow]{row['parameter']}: {row['se_note']}.[/]")
+    console.print("SEs are on the parameters' natural scale; intervals come from the delta method on the "
+                  "optimiser's unconstrained scale (logit or log of the distance to the bounds), so they stay "
+                  "inside the search box.")
 
     fit = Table(title=f"Fit of the targets (criterion g'Wg = {result.criterion:.4f})")
     for col in ("", "moment", "target", "se", "model", "error / se"):
