@@ -74,3 +74,20 @@ def test_help_explains_itself():
     assert proc.returncode == 0
     for option in ("--set", "--agents", "--firms", "--spec", "--seed", "--json"):
         assert option in proc.stdout
+
+
+def test_json_writes_null_with_a_flag_where_a_value_is_not_finite(capsys):
+    """Where the model overflows inside its domain (sigma = 0.001, see tests/test_numerical_faults.py)
+    some moments are not finite: --json writes them as null (strict RFC 8259 JSON: the parser
+    refuses NaN and Infinity here) and names each in "non_finite" with what it was."""
+    assert main([*ARGS, "--json", "--set", "sigma=0.001"]) == 0
+    text = capsys.readouterr().out
+
+    def refuse(constant):
+        raise ValueError(f"not RFC 8259 JSON: {constant}")
+
+    out = json.loads(text, parse_constant=refuse)
+    nulls = {k for k, v in out.items() if v is None}
+    assert nulls and set(out["non_finite"]) == nulls
+    assert set(out["non_finite"].values()) <= {"nan", "inf", "-inf"}
+    assert any(name in nulls for name in jaxmodel.MOMENT_NAMES)
