@@ -33,7 +33,9 @@ def problem():
     """The default estimation problem (shipped targets, diagonal weights) on seed-0 draws."""
     from estimation.msm.parameters import free_parameters
 
-    free = free_parameters()
+    # sigma's default search box starts at 0.2; the overflow region (sigma ~ 0.001) is inside its
+    # domain, where a user's --bound can take the optimiser.
+    free = free_parameters(bounds={"sigma": (1e-4, 10.0)})
     targets = load_targets()
     prob = optimiser.Problem(settings=SETTINGS, base=jaxmodel.baseline(), free=free.arrays(),
                              draws=jaxmodel.make_draws(jax.random.key(0), SETTINGS),

@@ -10,6 +10,8 @@
 - ``timing.json``: wall time and date (the one file that differs when a run is repeated).
 - ``fit.png`` (targets with SE bars and the model) and ``sensitivity.png`` (heatmap of Lambda in
   units of parameter SE per target SE).
+- ``estimates.tex``, ``moments.tex``, ``sensitivity.tex`` (booktabs tables, ``estimation.output.latex``)
+  and ``report.html`` (one self-contained page, ``estimation.output.html``), built from the files.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from pathlib import Path
 import pandas as pd
 
 from estimation.output.figures import fit_figure, sensitivity_figure
+from estimation.output.html import build_report
+from estimation.output.latex import write_latex_tables
 from estimation.output.runfiles import atomic_write_bytes, atomic_write_json, to_jsonable, write_csv
 from jaxmodel import MOMENT_NAMES
 
@@ -42,6 +46,9 @@ def write_results(result, folder: Path) -> None:
     atomic_write_bytes(folder / "fit.png", fit_figure(result))
     atomic_write_bytes(folder / "sensitivity.png", sensitivity_figure(result))
     atomic_write_json(folder / "report.json", to_jsonable(result.to_report()))
+    # Built from the files above only (as `levelfield report DIR` rebuilds them).
+    write_latex_tables(folder)
+    build_report(folder)
     # Wall time and date apart from the results, so that every other file is bit-identical when
     # the same run is repeated.
     atomic_write_json(folder / "timing.json", result.timing_record())

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 
 from estimation.output import figures
+from estimation.output.html import build_report
 from estimation.output.runfiles import RunFolder, atomic_write_bytes, atomic_write_json, to_jsonable, write_csv
 
 
@@ -35,6 +36,7 @@ def write_regimes(folder: RunFolder, study, params, settings, seed: int, origin:
         "params": {k: float(v) for k, v in params.to_dict().items()}, "structures": regimes.STRUCTURES,
         "boundary": records, "f_tol": regimes.F_TOL, "seconds": seconds,
     }))
+    build_report(stage)
     folder.publish()
 
 
@@ -65,6 +67,7 @@ def write_oews(folder: RunFolder, study, years: tuple[int, int]) -> None:
         "loader": [study.first.report, study.second.report], "harmonisation": study.grouping,
         "coverage": study.coverage.to_dict("records"), "regressions": study.table.to_dict("records"),
     }))
+    build_report(stage)
     folder.publish()
 
 
