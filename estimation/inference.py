@@ -92,7 +92,8 @@ def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, bind
 
     Args:
         estimates: (k,) theta_hat; cov: (k, k) sandwich covariance on the natural scale;
-        lower, upper: (k,) bounds (+-inf where none); binding: k of "lower", "upper" or None.
+        lower, upper: (k,) bounds (+-inf where none); binding: k of None or a side as
+            ``FreeParameters.binding`` gives it ("lower", "upper", "lower (search box)", ...).
 
     Returns:
         dict of (k,) arrays ``lower``, ``upper`` (the interval) and ``se`` (the natural-scale SE,
@@ -110,16 +111,18 @@ def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, bind
         if not np.isfinite(s):
             method[j] = "none"
             continue
-        if binding[j] == "lower":
+        side = (binding[j] or "").split(" ")[0]  # "lower", "upper" or "" ("lower (search box)" too)
+        box = " of the search box (widen it with --bound)" if binding[j] and "search box" in binding[j] else ""
+        if side == "lower":
             out_lo[j], out_hi[j] = lo, min(lo + z1 * s, hi)
             se[j], method[j] = np.nan, "one-sided (at lower bound)"
-            note[j] = ("at its lower bound: the estimator is not asymptotically normal there (Andrews 1999), "
+            note[j] = (f"at its lower bound{box}: the estimator is not asymptotically normal there (Andrews 1999), "
                        f"so no SE; one-sided {level:.0%} interval [bound, bound + {z1:.3f} sigma]")
             continue
-        if binding[j] == "upper":
+        if side == "upper":
             out_lo[j], out_hi[j] = max(hi - z1 * s, lo), hi
             se[j], method[j] = np.nan, "one-sided (at upper bound)"
-            note[j] = ("at its upper bound: the estimator is not asymptotically normal there (Andrews 1999), "
+            note[j] = (f"at its upper bound{box}: the estimator is not asymptotically normal there (Andrews 1999), "
                        f"so no SE; one-sided {level:.0%} interval [bound - {z1:.3f} sigma, bound]")
             continue
         if np.isfinite(lo) and np.isfinite(hi):

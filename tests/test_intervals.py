@@ -148,3 +148,14 @@ def test_readme_parameter_table_is_the_code():
         lo, hi = SEARCH_BOX[name]
         assert meaning == jaxmodel.DESCRIPTIONS[name] and float(base) == jaxmodel.BASELINE[name], name
         assert domain == str(DOMAINS[name]) and box == f"[{lo:g}, {hi:g}]", name
+
+
+def test_a_search_box_bound_that_binds_gets_the_one_sided_interval_too():
+    """sigma at 0.2, the lower side of its search box (not of its domain): no SE, the one-sided
+    interval, and a note that says to widen the box (the case a user's --bound produced)."""
+    free = free_parameters(("sigma",))
+    binding = free.binding([0.2])
+    assert binding == ["lower (search box)"]
+    ci = inference.bounded_intervals(np.array([0.2]), np.array([[0.3**2]]), free.lower, free.upper, binding)
+    assert math.isnan(ci["se"][0]) and "search box" in ci["note"][0] and "--bound" in ci["note"][0]
+    assert (ci["lower"][0], ci["upper"][0]) == pytest.approx((0.2, 0.2 + 1.6448536269514722 * 0.3), rel=1e-12)

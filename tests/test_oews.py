@@ -279,3 +279,27 @@ def test_readme_no_detectable_change_in_dispersion(regressions_2019_2023):
     for measure in exposure.MEASURES:
         row = regressions_2019_2023.loc[(measure, "d_log_p90_p10")]
         assert row["p_value"] > 0.05, (measure, row["coef"], row["se"])
+
+
+def test_oews_results_are_the_same_bytes_whatever_the_hash_seed(shared_data, tmp_path):
+    """Reproducible files: two `levelfield oews` processes with different PYTHONHASHSEED (the order
+    in which Python iterates sets of strings) write every file byte for byte alike. A set's order
+    once leaked into report.json's special-cell counts (found by benchmarks/same_outputs.py)."""
+    import os
+    import subprocess
+    import sys
+
+    outs = []
+    # Seeds 1 and 3 iterate {"top-coded", "wage not available"} in opposite orders (CPython 3.11).
+    for seed in ("1", "3"):
+        out = tmp_path / f"run{seed}"
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        proc = subprocess.run([sys.executable, "-m", "estimation.cli", "oews", "--data", str(shared_data),
+                               "--no-model", "--out", str(out)], env=env, capture_output=True, text=True,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr
+        outs.append(out)
+    names = sorted(p.name for p in outs[0].iterdir())
+    assert names == sorted(p.name for p in outs[1].iterdir()) and "report.json" in names
+    for name in names:
+        assert (outs[0] / name).read_bytes() == (outs[1] / name).read_bytes(), name

@@ -174,7 +174,7 @@ def read_oews(path: str | Path, year: int | None = None) -> OewsYear:
     detailed = _clean(detailed_rows, where)
     broad = _clean(raw[group == "broad"], where)
     special = {
-        column: {flag: int((detailed[f"{column}_flag"] == flag).sum()) for flag in set(detailed[f"{column}_flag"]) - {""}}
+        column: {flag: int((detailed[f"{column}_flag"] == flag).sum()) for flag in sorted(set(detailed[f"{column}_flag"]) - {""})}
         for column in (c.lower() for c in NUMERIC if c in raw.columns)
     }
     report = {
