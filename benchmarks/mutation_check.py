@@ -32,30 +32,30 @@ RESULTS = ROOT / "benchmarks" / "results"
 MUTATIONS = [
     ("screening ridge set to 0", "jaxmodel/screening.py",
      [("_RIDGE = 1e-12", "_RIDGE = 0.0")],
-     ["tests/test_credential_support.py", "tests/test_reference_equations.py", "tests/test_model.py"]),
+     ["tests/model/test_credential_support.py", "tests/model/test_reference_equations.py", "tests/model/test_model.py"]),
     ("credential support ignored (every occupation in R)", "jaxmodel/screening.py",
      [("    return jnp.clip(jnp.minimum(n0, n1) / CREDENTIAL_MIN_COUNT - 1.0, 0.0, 1.0)",
        "    return jnp.ones_like(n0)")],
-     ["tests/test_credential_support.py", "tests/test_reference_equations.py"]),
+     ["tests/model/test_credential_support.py", "tests/model/test_reference_equations.py"]),
     ("fp_damping ignored (hard-coded 0.5)", "jaxmodel/education.py",
      [("    d, tol = settings.fp_damping, settings.tol", "    d, tol = 0.5, settings.tol"),
       ("tol, damping, max_iter = settings.tol, settings.fp_damping, settings.fp_max_iter",
        "tol, damping, max_iter = settings.tol, 0.5, settings.fp_max_iter")],
-     ["tests/test_fixed_point.py", "tests/test_params.py"]),
+     ["tests/model/test_fixed_point.py", "tests/model/test_params.py"]),
     ("sign of the Delta Gini decomposition flipped", "estimation/msm/sensitivity.py",
      [("    by_target = grad @ (-sensitivity)  # (6,)", "    by_target = grad @ sensitivity  # (6,)")],
-     ["tests/test_results_files.py", "tests/test_calibration.py"]),
+     ["tests/output/test_results_files.py", "tests/msm/test_calibration.py"]),
     ("sign inside the Gini flipped", "jaxmodel/inequality.py",
      [("(2.0 * cum - ws - total)", "(2.0 * cum + ws - total)")],
-     ["tests/test_inequality.py", "tests/test_reference_equations.py"]),
+     ["tests/model/test_inequality.py", "tests/model/test_reference_equations.py"]),
     ("college premium from the wrong branch", "jaxmodel/outcomes.py",
      [("college_premium=jnp.sum(w[1] * log_income[1]) / jnp.sum(w[1])",
        "college_premium=jnp.sum(w[1] * log_income[0]) / jnp.sum(w[1])")],
-     ["tests/test_reference_equations.py", "tests/test_model.py"]),
+     ["tests/model/test_reference_equations.py", "tests/model/test_model.py"]),
     ("m1 without exposure weights", "jaxmodel/outcomes.py",
      [("cv_change=_exposure_weighted_change(exposure, after.task_cv, before.task_cv)",
        "cv_change=_exposure_weighted_change(jnp.ones_like(exposure), after.task_cv, before.task_cv)")],
-     ["tests/test_reference_equations.py", "tests/test_model.py"]),
+     ["tests/model/test_reference_equations.py", "tests/model/test_model.py"]),
 ]
 
 
@@ -82,7 +82,9 @@ def run(rev: str | None, timeout: int) -> list[dict]:
             path = work / file
             text = path.read_text()
             applied = next(((old, new) for old, new in alternatives if old in text), None)
-            present = [t for t in tests if (work / t).is_file()]
+            # A test file is found by its name anywhere under tests/ (older revisions kept them flat).
+            present = [str(found[0].relative_to(work)) for t in tests
+                       if (found := sorted((work / "tests").rglob(Path(t).name)))]
             if applied is None or not present:
                 rows.append({"mutation": name, "file": file, "result": "not applicable", "tests": present})
                 print(f"{name}: not applicable", file=sys.stderr)

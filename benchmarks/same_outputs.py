@@ -70,7 +70,9 @@ def _digest(path: Path) -> str:
 
 def run_all(code: Path, work: Path, data: Path) -> dict[str, str]:
     """Run every command with the code in ``code``; returns {relative file name: sha256}."""
-    env = {**os.environ, "PYTHONPATH": str(code), "LEVELFIELD_CACHE_DIR": str(work / "cache")}
+    # One hash seed for both sides: the comparison is of the code, not of the order in which a
+    # process iterates sets (tests/empirics/test_oews.py checks that the files do not depend on it).
+    env = {**os.environ, "PYTHONPATH": str(code), "LEVELFIELD_CACHE_DIR": str(work / "cache"), "PYTHONHASHSEED": "0"}
     digests: dict[str, str] = {}
     for name, args, stdout in COMMANDS:
         out = work / name

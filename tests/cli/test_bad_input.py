@@ -19,16 +19,10 @@ import pandas as pd
 import pytest
 
 from estimation.cli import main
+from tests.helpers import TARGETS_CSV
 from jaxmodel import DOMAINS, MOMENT_NAMES
 
-GOOD_TARGETS = """moment,value,se,source
-cv_change,-0.22,0.07,a
-productivity_gain,0.25,0.05,b
-college_premium_change,-0.02,0.02,c
-credential_reliance_change,0.022,0.010,d
-between_firm_share_change,0.01,0.01,e
-gini_change,0.001,0.004,f
-"""
+GOOD_TARGETS = TARGETS_CSV
 SMALL = ["--agents", "2000", "--firms", "20"]
 CAL = ["calibrate", *SMALL, "--max-iter", "1", "--starts", "1", "--sim-sets", "2", "--flip-checks", "0", "--quiet"]
 SIM = ["simulate", *SMALL]

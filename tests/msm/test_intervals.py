@@ -126,7 +126,7 @@ def test_coverage_of_the_intervals_in_recovery_runs():
     with 60 replications the binomial SD is 0.028, so coverage >= 0.85 is 3.5 SD below the nominal
     rate (a wrong transformation or a missing delta-method factor drops it far below), and the
     committed 200-replication run (benchmarks/results/coverage.json) gave 0.945 and 0.965."""
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks import coverage
 
     result = coverage.run(reps=60)
@@ -137,7 +137,7 @@ def test_coverage_of_the_intervals_in_recovery_runs():
 
 def test_readme_parameter_table_is_the_code():
     """The README's parameter table (baseline, domain, search box) is what the code uses."""
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text("utf-8")
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text("utf-8")
     rows = {}
     for line in readme.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -77,7 +77,7 @@ def test_help_explains_itself():
 
 
 def test_json_writes_null_with_a_flag_where_a_value_is_not_finite(capsys):
-    """Where the model overflows inside its domain (sigma = 0.001, see tests/test_numerical_faults.py)
+    """Where the model overflows inside its domain (sigma = 0.001, see tests/msm/test_numerical_faults.py)
     some moments are not finite: --json writes them as null (strict RFC 8259 JSON: the parser
     refuses NaN and Infinity here) and names each in "non_finite" with what it was."""
     assert main([*ARGS, "--json", "--set", "sigma=0.001"]) == 0

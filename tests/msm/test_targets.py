@@ -10,15 +10,9 @@ import pytest
 from estimation.errors import TargetsError
 from estimation.msm.targets import load_targets
 from jaxmodel import MOMENT_NAMES
+from tests.helpers import TARGETS_CSV
 
-GOOD = """moment,value,se,source
-cv_change,-0.22,0.07,a
-productivity_gain,0.25,0.05,b
-college_premium_change,-0.02,0.02,c
-credential_reliance_change,0.022,0.010,d
-between_firm_share_change,0.01,0.01,e
-gini_change,0.001,0.004,f
-"""
+GOOD = TARGETS_CSV
 
 
 def test_default_targets_are_the_model_md_scenario():

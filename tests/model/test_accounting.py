@@ -2,7 +2,7 @@
 
 Each identity is computed naively in NumPy from the fields of ``jaxmodel.State`` and, where a
 quantity is not a State field (marginal products, task supplies, output Y), from the naive
-reference of ``tests/test_reference_equations.py`` evaluated at jaxmodel's P*. The identities hold
+reference of ``tests/model/test_reference_equations.py`` evaluated at jaxmodel's P*. The identities hold
 exactly in exact arithmetic, so the tolerances only cover float64 rounding of sums of a few
 thousand positive terms (about 1e-15 relative each) and, where the reference enters, the
 differences between the reference and jaxmodel (at most 3e-11 relative for wages, see that file).

@@ -22,7 +22,7 @@ from estimation.msm import optimiser
 from estimation.errors import NumericalError
 from estimation.msm.targets import load_targets
 
-# The problem shape of tests/test_calibration.py (N = 5000, five free parameters, two starts, six
+# The problem shape of tests/msm/test_calibration.py (N = 5000, five free parameters, two starts, six
 # simulation sets): the optimiser's programs compiled there are reused here.
 SIZE = dict(n_agents=5000, n_firms=50, n_starts=2, n_sim=6)
 SETTINGS = jaxmodel.Settings(n_agents=5000, n_firms=50)

@@ -12,14 +12,12 @@ programs come from the session's cache. Then:
 - headless Chromium loads each report from a file:// URL: its screenshot is a real, not blank,
   picture and its DOM has the tables and the images. ``LEVELFIELD_SCREENSHOT=docs/report.png``
   copies the calibration's screenshot there (the README's picture):
-  ``LEVELFIELD_SCREENSHOT=docs/report.png python3 -m pytest -q tests/test_report_files.py``.
+  ``LEVELFIELD_SCREENSHOT=docs/report.png python3 -m pytest -q tests/output/test_report_files.py``.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
-import io
 import math
 import os
 import re
@@ -36,6 +34,7 @@ import pytest
 from estimation.errors import OutputError
 from estimation.output.html import build_report, folder_kind
 from estimation.output.latex import scaled_sensitivity, write_latex_tables
+from tests.helpers import run_cli
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).is_file()), None)
 PDFLATEX = shutil.which("pdflatex")
@@ -44,18 +43,13 @@ NO_PDFLATEX = "pdflatex not on PATH (Debian packages texlive-latex-base texlive-
 
 
 def _cli(*argv: str) -> None:
-    from estimation.cli import main
-
-    buffer = io.StringIO()
-    # rich's console writes to whatever sys.stdout is at the time of writing.
-    with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-        code = main(list(argv))
-    assert code == 0, buffer.getvalue()[-3000:]
+    code, out, err = run_cli(*argv)
+    assert code == 0, (out + err)[-3000:]
 
 
 @pytest.fixture(scope="module")
 def calibrate_dir(tmp_path_factory) -> Path:
-    # The command of tests/test_calibration.py: the same compiled programs.
+    # The command of tests/msm/test_calibration.py: the same compiled programs.
     out = tmp_path_factory.mktemp("report") / "calibrate"
     _cli("calibrate", "--agents", "5000", "--firms", "50", "--starts", "2", "--sim-sets", "6", "--max-iter", "25",
          "--out", str(out))
@@ -64,7 +58,7 @@ def calibrate_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def regimes_dir(tmp_path_factory) -> Path:
-    # The command of tests/test_regimes.py.
+    # The command of tests/regimes/test_regimes.py.
     out = tmp_path_factory.mktemp("report") / "regimes"
     _cli("regimes", "--grid", "3", "--agents", "4000", "--firms", "40", "--out", str(out))
     return out

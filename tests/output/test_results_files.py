@@ -1,6 +1,6 @@
 """The numbers in a calibration's results folder, recomputed from the folder's own files.
 
-One small ``levelfield calibrate`` runs in this process (as tests/test_calibration.py's ``cli_run``,
+One small ``levelfield calibrate`` runs in this process (as tests/msm/test_calibration.py's ``cli_run``,
 same size, so the compiled programs are shared when both files run in one session), and a second
 with ``--weights optimal``. Every test then reads the CSV and JSON files back with pandas/json and
 recomputes, in NumPy and independently of ``estimation.inference``/``estimation.sensitivity``, what

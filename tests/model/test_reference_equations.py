@@ -379,7 +379,7 @@ def reference_state(p: dict, u: dict, spec: str, A: float, state) -> dict:
 def solved_case(spec: str, point: str) -> dict:
     """jaxmodel's states before and after AI, the moments, and the naive reference at their P*.
 
-    Cached across the test modules that use it (this one and ``tests/test_accounting.py``), so each
+    Cached across the test modules that use it (this one and ``tests/model/test_accounting.py``), so each
     (spec, point) is solved once per session. One draw set for every spec: make_draws depends on
     the sizes only, not on spec.
     """

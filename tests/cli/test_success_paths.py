@@ -11,8 +11,8 @@
 
 Sizes are the smallest the other CLI tests use (N = 5000, F = 50), and the calibrations stop after
 10 iterations with no flip checks: these tests are about which path runs, not about the estimate.
-The ``--from`` tests use N = 4000, F = 40 (the size of tests/test_interruptions.py and
-tests/test_regimes.py, whose compiled programs the session's cache then holds).
+The ``--from`` tests use N = 4000, F = 40 (the size of tests/msm/test_interruptions.py and
+tests/regimes/test_regimes.py, whose compiled programs the session's cache then holds).
 """
 
 from __future__ import annotations
@@ -32,6 +32,7 @@ import pytest
 from estimation.cli import main
 from estimation.msm import load_weight_matrix
 from jaxmodel import DOMAINS, MOMENT_NAMES
+from tests.helpers import run_cli
 
 CALIBRATE = ["calibrate", "--agents", "5000", "--firms", "50", "--starts", "2", "--sim-sets", "6",
              "--flip-checks", "0", "--max-iter", "10"]
@@ -46,11 +47,7 @@ USER_WEIGHTS[4, 5] = USER_WEIGHTS[5, 4] = 1000.0
 
 
 def _calibrate(*extra: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    # rich's console writes to whatever sys.stdout is at the time of writing.
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        code = main([*CALIBRATE, *extra])
-    return code, out.getvalue(), err.getvalue()
+    return run_cli(*CALIBRATE, *extra)
 
 
 def _weights(folder: Path) -> np.ndarray:
@@ -137,7 +134,7 @@ def _simulate(*extra: str) -> dict:
 def test_stronger_rent_sharing_lowers_delta_gini(baseline_json):
     """MODEL.md section 4: workers receive xi of their firm's rents Pi_j, owners 1 - xi. Raising xi
     moves AI's rents from the (few, rich) owners to workers, so Delta Gini falls (README: "Delta Gini
-    falls with rent sharing"; tests/test_gradients.py checks d m6 / d xi < 0 at the baseline)."""
+    falls with rent sharing"; tests/model/test_gradients.py checks d m6 / d xi < 0 at the baseline)."""
     assert baseline_json["params"]["xi"] == 0.15
     shifted = _simulate("--set", "xi=0.4")
     assert shifted["params"]["xi"] == 0.4
@@ -221,8 +218,8 @@ def test_a_bound_that_binds_is_flagged_in_estimates_csv(user_targets_runs):
 
 # --- `--from DIR` of regimes, scenario and panel-power (issue 12) --------------------------------
 #
-# One small calibration (the size and seed of tests/test_interruptions.py's, whose compiled programs
-# the session's cache then holds; tests/test_regimes.py runs regimes and scenario at the same N and
+# One small calibration (the size and seed of tests/msm/test_interruptions.py's, whose compiled programs
+# the session's cache then holds; tests/regimes/test_regimes.py runs regimes and scenario at the same N and
 # F) feeds each command with --from. Each command is run a second time without --from but with the
 # calibration's model options (--agents, --firms, --seed), so that the two runs differ only in the
 # parameters: the calibrated ones against the baseline.
