@@ -13,7 +13,7 @@ import pytest
 import jaxmodel
 from benchmarks import numpy_port
 
-from .conftest import SMALL
+from tests.conftest import SMALL
 
 # Points across the model: the baseline, CES tasks away from sigma = 1, strong rent sharing with
 # proprietary AI, no credential noise, and the two other AI augmentation forms.
