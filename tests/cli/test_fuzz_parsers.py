@@ -28,7 +28,7 @@ from estimation.msm import config as calibration
 from estimation.msm import CalibrationConfig
 from estimation.cli import parse_assignments
 from estimation.errors import ConfigError, EstimationError, TargetsError
-from estimation.msm.parameters import parse_bound
+from estimation.msm.parameters import SEARCH_BOX, parse_bound
 from estimation.msm.targets import ALIASES, load_targets, parse_csv, parse_toml
 from jaxmodel import BASELINE, DOMAINS, MOMENT_NAMES, PARAM_NAMES, PRECISIONS, SPECS, InvalidParameterError, ModelError
 from jaxmodel import baseline as model_baseline
@@ -576,9 +576,7 @@ def test_calibration_configurations_round_trip_or_refuse(config_files):
         counts["accepted"] += 1
         assert free.names == expected.free
         for n, lo, hi in zip(free.names, free.lower, free.upper):
-            d = DOMAINS[n]
-            assert (lo, hi) == expected.bounds.get(n, (-math.inf if d.lo is None else d.lo,
-                                                       math.inf if d.hi is None else d.hi))
+            assert (lo, hi) == expected.bounds.get(n, SEARCH_BOX[n])  # --bound, else the default search box
         assert (settings_.n_agents, settings_.n_firms, settings_.n_occupations, settings_.n_tasks, settings_.spec,
                 settings_.precision, settings_.fp_damping, settings_.fp_solver) == (
             expected.n_agents, expected.n_firms, expected.n_occupations, expected.n_tasks, expected.spec,
