@@ -5,9 +5,12 @@
 derivatives then run unchanged: jit propagates the sharding through the computation and XLA turns
 the per-occupation and per-firm sums into collectives (all-reduce) across devices.
 
-Multi-host use: start every process with ``jax.distributed.initialize(coordinator_address, num_processes,
-process_id)`` before anything else, then build the mesh over ``jax.devices()`` (all hosts' devices)
-and call ``shard_draws(draws, jax.devices())``; each process runs the same program (SPMD).
+Several processes (``jax.distributed``, as the CLI starts them: ``estimation.distributed``): the
+mesh over ``jax.devices()`` spans every process's devices and is not fully addressable from any one
+of them. Every process then makes the same draws (same key) and ``shard_draws`` builds global arrays
+with ``jax.make_array_from_callback``: each process places only the slices of its own devices, with
+no communication; the firm draws are replicated on every device. Each process runs the same program
+(SPMD) and the per-occupation and per-firm sums become collectives across processes.
 """
 
 from __future__ import annotations
@@ -42,5 +45,15 @@ def shard_draws(draws: Draws, devices: Sequence | None = None) -> Draws:
         raise InvalidSettingError(f"n_agents={n} must be a multiple of the number of devices ({k}) to shard agents")
     agents = NamedSharding(mesh, PartitionSpec(AXIS))
     replicated = NamedSharding(mesh, PartitionSpec())
-    placed = {name: jax.device_put(getattr(draws, name), agents) for name in AGENT_DRAWS}
-    return Draws(**placed, u_K=jax.device_put(draws.u_K, replicated))
+    place = jax.device_put if agents.is_fully_addressable else _global
+    placed = {name: place(getattr(draws, name), agents) for name in AGENT_DRAWS}
+    return Draws(**placed, u_K=place(draws.u_K, replicated))
+
+
+def _global(x, sharding: NamedSharding) -> jax.Array:
+    """A global array over devices of several processes from the same full value on every process:
+    each process fills its own devices' slices (``make_array_from_callback``, no communication)."""
+    if isinstance(x, jax.Array) and x.sharding == sharding:
+        return x
+    host = np.asarray(x)
+    return jax.make_array_from_callback(host.shape, sharding, lambda index: host[index])

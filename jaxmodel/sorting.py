@@ -26,8 +26,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-_SIGN = jnp.uint64(1 << 63)
+_SIGN = np.uint64(1 << 63)  # NumPy: importing this module must not start a JAX backend
 
 
 def argsort(x: jax.Array) -> jax.Array:

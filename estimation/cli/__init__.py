@@ -13,8 +13,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimation.cli import calibrate, oews, panel_power, regimes, simulate
-from estimation.cli.options import Parser, parse_assignments
+from estimation.cli import calibrate, oews, panel_power, regimes, report, simulate
+from estimation.cli.options import Parser, add_distributed_options, parse_assignments
 from estimation.errors import EstimationError
 
 __all__ = ["build_parser", "compilation_cache", "main", "parse_assignments"]
@@ -40,9 +40,10 @@ def build_parser() -> argparse.ArgumentParser:
         parser.add_argument("--version", action="version", version=f"levelfield {version('levelfield')}")
     except Exception:  # pragma: no cover - not installed (run from a source tree)
         pass
+    add_distributed_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for command in (simulate, calibrate, regimes, oews, panel_power):
+    for command in (simulate, calibrate, regimes, oews, panel_power, report):
         command.register(commands)
     return parser
 
@@ -84,16 +85,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``levelfield`` console script; returns the exit code."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    from estimation import distributed
     from jaxmodel import ModelError
 
+    try:  # several processes: checked before any work, joined before any JAX computation
+        launch = distributed.resolve(args.coordinator, args.num_processes, args.process_id, args.heartbeat_timeout)
+    except EstimationError as exc:
+        print(f"levelfield: error: {exc}", file=sys.stderr)
+        return 2
     compilation_cache()
+    if launch is not None:
+        try:
+            distributed.initialize(launch)
+        except distributed.DistributedError as exc:
+            print(f"levelfield {args.command}: error: {exc}", file=sys.stderr)
+            return 1
+        distributed.quiet_others()  # process 0 prints and writes; the others compute
 
     try:
         return args.run(args)
     except (ModelError, EstimationError) as exc:
-        print(f"levelfield {args.command}: error: {exc}", file=sys.stderr)
+        distributed.report_error(f"levelfield {args.command}: error: {exc}")
         return 2
+    except distributed.DistributedError as exc:
+        distributed.report_error(f"levelfield {args.command}: error: {exc}"
+                                 + ("; rerun every process with --resume to continue" if args.command == "calibrate"
+                                    else ""))
+        return 1
     except KeyboardInterrupt:
-        print(f"levelfield {args.command}: interrupted", file=sys.stderr)
+        distributed.report_error(f"levelfield {args.command}: interrupted")
         return 130
+    except Exception as exc:
+        import jax
 
+        if distributed.process_count() == 1 or not isinstance(exc, jax.errors.JaxRuntimeError):
+            raise
+        # A collective with a process that died, or a runtime failure on one process.
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        distributed.report_error(f"levelfield {args.command}: error: process {distributed.process_index()} of "
+                                 f"{distributed.process_count()} stopped: {first}"
+                                 + ("; rerun every process with --resume to continue" if args.command == "calibrate"
+                                    else ""))
+        return 1

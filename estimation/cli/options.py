@@ -136,3 +136,24 @@ def base_and_settings(args: argparse.Namespace):
         return params, model_settings(config), int(config["seed"]), f"calibration in {args.from_dir}"
     params, settings = model_inputs(args)
     return params, settings, args.seed, "baseline" + (" with --set changes" if args.assignments else "")
+
+
+def add_distributed_options(parser: argparse.ArgumentParser) -> None:
+    """Options of ``levelfield`` itself (before the command): one run over several processes.
+
+    Checked by ``estimation.distributed.resolve`` together with their environment variables, so the
+    messages are the same either way.
+    """
+    group = parser.add_argument_group(
+        "several processes (JAX's multi-controller runtime; found by itself under Slurm srun and Open MPI mpirun)")
+    group.add_argument("--coordinator", metavar="HOST:PORT",
+                       help="address of process 0, where the coordination service listens "
+                            "(default $LEVELFIELD_COORDINATOR)")
+    group.add_argument("--num-processes", metavar="P",
+                       help="number of processes of the run (default $LEVELFIELD_NUM_PROCESSES)")
+    group.add_argument("--process-id", metavar="I",
+                       help="this process's index in 0..P-1; process 0 writes the results "
+                            "(default $LEVELFIELD_PROCESS_ID)")
+    group.add_argument("--heartbeat-timeout", metavar="SECONDS",
+                       help="a process silent this long is declared dead and the others stop with an error "
+                            "(default $LEVELFIELD_HEARTBEAT_TIMEOUT or 60)")

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmodel
-from estimation import inference
+from estimation import distributed, inference
 from estimation.errors import NumericalError, OutputError
 from estimation.msm import optimiser, sensitivity
 from estimation.msm.checkpoint import Checkpointer
@@ -195,6 +195,7 @@ def _problem(config: CalibrationConfig, inputs: Inputs) -> Problem:
     rho_firm only, so it is sorted once unless one of them is free."""
     settings, base, free = inputs.settings, inputs.base, inputs.free
     draws = jaxmodel.make_draws(jax.random.key(config.seed), settings)
+    draws = distributed.place_draws(draws)  # with several processes: agents over all their devices
     assigned = None if {"rho_occ", "rho_firm"} & set(free.names) else jaxmodel.assign(base, draws, settings)
     return Problem(settings=settings, base=base, free=free.arrays(), draws=draws,
                    targets=jnp.asarray(inputs.targets.values), weights=jnp.asarray(inputs.weights), assigned=assigned)

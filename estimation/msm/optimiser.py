@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmodel
+from estimation import distributed
 from estimation.msm import programs
 from estimation.msm.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
 from jaxmodel import Assignment, Draws, Params, Settings
@@ -163,8 +164,11 @@ def simulated_moments(params: Params, key: jax.Array, settings: Settings, n_sets
     """Moments at ``params`` on ``n_sets`` independent draw sets: (n_sets, 6).
 
     Draw sets come from ``jax.random.split(key, n_sets)`` and are simulated in batches of four
-    (``lax.map`` with ``batch_size``, i.e. ``vmap`` within a batch).
+    (``lax.map`` with ``batch_size``, i.e. ``vmap`` within a batch). With several processes the
+    sets are spread over every device of every process (``estimation.distributed``).
     """
+    if distributed.process_count() > 1:
+        return distributed.simulated_moments(params, key, settings, n_sets)
     params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
     return programs.call("simulated_moments", _simulated_moments, (settings, n_sets), params,
                          jax.random.key_data(key))[0]

@@ -8,10 +8,12 @@ only the partial folder, which ``--resume`` continues; an existing DIR is replac
 ``--force``.
 
 Several processes (``estimation.distributed``): only process 0 writes. The atomic writes below
-return at once on the others, and :class:`RunFolder` keeps the processes in step where they share
-the folder: every process checks it before process 0 changes it (and all stop with the same error
-if one of them cannot use it), every process reads a resumed run's checkpoint before process 0
-writes the next one, and process 0 publishes the results only once every process is done with the
+return at once on the others, except into their private staging folder (they build the same
+results files, which some writers read back, in a temporary folder of their own and throw them
+away). :class:`RunFolder` keeps the processes in step where they share the folder: every process
+checks it before process 0 changes it (and all stop with the same error if one of them cannot use
+it), every process reads a resumed run's checkpoint before process 0 writes the next one, and
+process 0 publishes the results only once every process is done with the
 partial folder. The folder must be on a filesystem every process sees.
 """
 
@@ -34,9 +36,9 @@ from estimation.errors import OutputError
 def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file in the same folder and os.replace (on
     process 0 only when several processes run one program)."""
-    if not distributed.is_writer():
-        return
     path = Path(path)
+    if not distributed.is_writer() and not _private(path):
+        return
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -222,10 +224,27 @@ class RunFolder:
         """Remove the partial folder of a run that failed for good (nothing to resume)."""
         if distributed.is_writer():
             shutil.rmtree(self.partial, ignore_errors=True)
+        self._drop_private()
 
     @property
     def staging(self) -> Path:
-        return self.partial / "results"
+        """Where the results are written before they are published: inside the partial folder, or
+        on processes other than 0 a private temporary folder (they build the same files, which
+        some writers read back, and throw them away)."""
+        if distributed.is_writer():
+            return self.partial / "results"
+        if getattr(self, "_private_staging", None) is None:
+            root = Path(tempfile.mkdtemp(prefix=f"levelfield-process{distributed.process_index()}-"))
+            _PRIVATE.add(root)
+            self._private_staging = root / "results"
+        return self._private_staging
+
+    def _drop_private(self) -> None:
+        private = getattr(self, "_private_staging", None)
+        if private is not None:
+            _PRIVATE.discard(private.parent)
+            shutil.rmtree(private.parent, ignore_errors=True)
+            self._private_staging = None
 
     def publish(self) -> None:
         """Move the finished results into place in one rename and remove the partial folder (process
@@ -233,6 +252,7 @@ class RunFolder:
         distributed.barrier("results written")
         if distributed.is_writer():
             self._publish()
+        self._drop_private()
         distributed.barrier("results published")
 
     def _publish(self) -> None:
@@ -249,3 +269,11 @@ class RunFolder:
 def _raise_if(error: str | None) -> None:
     if error is not None:
         raise OutputError(error)
+
+
+#: Private staging folders of this process (processes other than 0 write only there).
+_PRIVATE: set[Path] = set()
+
+
+def _private(path: Path) -> bool:
+    return any(root == path or root in path.parents for root in _PRIVATE)
