@@ -120,18 +120,18 @@ def test_starting_points_fill_the_box_reproducibly():
 
 
 def test_coverage_of_the_intervals_in_recovery_runs():
-    """Monte Carlo (benchmarks/coverage.py at 60 replications, N = 2,000): xi near its lower bound
+    """Monte Carlo (benchmarks/coverage.py at 40 replications, N = 2,000): xi near its lower bound
     (0.03, at the bound in about a sixth of the replications) and alpha free; targets
     m(theta0) + N(0, Sigma). Each parameter's interval must cover theta0 in 95% of replications;
-    with 60 replications the binomial SD is 0.028, so coverage >= 0.85 is 3.5 SD below the nominal
+    with 40 replications the binomial SD is 0.034, so coverage >= 0.825 is 3.6 SD below the nominal
     rate (a wrong transformation or a missing delta-method factor drops it far below), and the
     committed 200-replication run (benchmarks/results/coverage.json) gave 0.945 and 0.965."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
     from benchmarks import coverage
 
-    result = coverage.run(reps=60)
+    result = coverage.run(reps=40)
     for name, rate in result["coverage"].items():
-        assert rate >= 0.85, (name, result)
+        assert rate >= 0.825, (name, result)
     assert 0 < result["share_at_a_bound"]["xi"] < 0.5  # the near-bound case is exercised
 
 
