@@ -113,17 +113,12 @@ def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, bind
             continue
         side = (binding[j] or "").split(" ")[0]  # "lower", "upper" or "" ("lower (search box)" too)
         box = " of the search box (widen it with --bound)" if binding[j] and "search box" in binding[j] else ""
-        if side == "lower":
-            out_lo[j], out_hi[j] = lo, min(lo + z1 * s, hi)
-            se[j], method[j] = np.nan, "one-sided (at lower bound)"
-            note[j] = (f"at its lower bound{box}: the estimator is not asymptotically normal there (Andrews 1999), "
-                       f"so no SE; one-sided {level:.0%} interval [bound, bound + {z1:.3f} sigma]")
-            continue
-        if side == "upper":
-            out_lo[j], out_hi[j] = max(hi - z1 * s, lo), hi
-            se[j], method[j] = np.nan, "one-sided (at upper bound)"
-            note[j] = (f"at its upper bound{box}: the estimator is not asymptotically normal there (Andrews 1999), "
-                       f"so no SE; one-sided {level:.0%} interval [bound - {z1:.3f} sigma, bound]")
+        if side in ("lower", "upper"):
+            reach = f"bound + {z1:.3f} sigma]" if side == "lower" else f"bound - {z1:.3f} sigma, bound]"
+            out_lo[j], out_hi[j] = (lo, min(lo + z1 * s, hi)) if side == "lower" else (max(hi - z1 * s, lo), hi)
+            se[j], method[j] = np.nan, f"one-sided (at {side} bound)"
+            note[j] = (f"at its {side} bound{box}: the estimator is not asymptotically normal there (Andrews 1999), "
+                       f"so no SE; one-sided {level:.0%} interval [" + ("bound, " if side == "lower" else "") + reach)
             continue
         if np.isfinite(lo) and np.isfinite(hi):
             p = (t - lo) / (hi - lo)

@@ -99,9 +99,7 @@ def calibrate(
     if config.weights == "optimal":
         run.clock.switch("two-step")
         run.say("Two-step: optimal weights from the first-step estimate")
-        problem, stage2 = _second_step(run, theta, records, inputs, problem, tol, sim_key)
-        theta = np.asarray(stage2.theta)
-        stage2 = stage2.report
+        problem, theta, stage2 = _second_step(run, theta, records, inputs, problem, tol, sim_key)
 
     run.clock.switch("inference")
     run.say("Jacobian, simulation noise and inference at the estimate")
@@ -201,16 +199,11 @@ def _problem(config: CalibrationConfig, inputs: Inputs) -> Problem:
                    targets=jnp.asarray(inputs.targets.values), weights=jnp.asarray(inputs.weights), assigned=assigned)
 
 
-@dataclasses.dataclass(frozen=True)
-class _SecondStep:
-    theta: np.ndarray
-    report: SecondStep
-
-
 def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], inputs: Inputs, problem: Problem,
-                 tol: Tolerances, sim_key) -> tuple[Problem, _SecondStep]:
+                 tol: Tolerances, sim_key) -> tuple[Problem, np.ndarray, SecondStep]:
     """W2 = (Sigma_targets + Omega_sim(theta_1))^-1 and the optimisation again from every first-step
-    end point (the same batch size: no recompilation)."""
+    end point (the same batch size: no recompilation). Returns the re-weighted problem, the
+    second-step estimate and its report."""
     free, base, settings = inputs.free, inputs.base, inputs.settings
     omega_sim1 = optimiser.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings,
                                             run.config.n_sim)
@@ -221,7 +214,7 @@ def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], input
     rec2 = records2[best2]
     report = SecondStep(first_step_theta=theta.tolist(), status=rec2.status_text, iterations=rec2.iterations,
                         criterion=rec2.value, start=best2)
-    return problem, _SecondStep(theta=rec2.theta, report=report)
+    return problem, rec2.theta, report
 
 
 @dataclasses.dataclass(frozen=True)

@@ -146,7 +146,7 @@ class CalibrationConfig:
         return cls(**out)
 
     def settings(self) -> Settings:
-        return model_settings(self.to_dict())
+        return Settings(**{name: getattr(self, name) for name in MODEL_SETTINGS})
 
     def tolerances(self) -> Tolerances:
         return Tolerances(gtol=self.gtol, ftol=self.ftol, max_iter=self.max_iter)

@@ -75,19 +75,27 @@ def _json_default(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
-def to_jsonable(obj):
-    """A deep copy with NumPy types turned into Python ones and inf/nan as strings (valid JSON)."""
+def _non_finite_name(x: float) -> str:
+    return "inf" if x > 0 else ("-inf" if x < 0 else "nan")
+
+
+def _plain(obj, non_finite, path: str = ""):
+    """A deep copy with NumPy types turned into Python ones; each non-finite float is replaced by
+    ``non_finite(x, path)`` (``path`` like "a.b.0")."""
     if isinstance(obj, dict):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return to_jsonable(obj.tolist())
+        return {str(k): _plain(v, non_finite, f"{path}.{k}" if path else str(k)) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple, np.ndarray)):
+        return [_plain(v, non_finite, f"{path}.{i}" if path else str(i)) for i, v in enumerate(list(obj))]
     if isinstance(obj, np.generic):
         obj = obj.item()
     if isinstance(obj, float) and not np.isfinite(obj):
-        return "inf" if obj > 0 else ("-inf" if obj < 0 else "nan")
+        return non_finite(obj, path)
     return obj
+
+
+def to_jsonable(obj):
+    """A deep copy with NumPy types turned into Python ones and inf/nan as strings (valid JSON)."""
+    return _plain(obj, lambda x, path: _non_finite_name(x))
 
 
 def with_nulls(obj) -> tuple[object, dict]:
@@ -95,19 +103,11 @@ def with_nulls(obj) -> tuple[object, dict]:
     {path: "nan" | "inf" | "-inf"} naming what each null stood for (paths like "a.b.0")."""
     flags: dict[str, str] = {}
 
-    def walk(x, path):
-        if isinstance(x, dict):
-            return {str(k): walk(v, f"{path}.{k}" if path else str(k)) for k, v in x.items()}
-        if isinstance(x, (list, tuple, np.ndarray)):
-            return [walk(v, f"{path}.{i}" if path else str(i)) for i, v in enumerate(list(x))]
-        if isinstance(x, np.generic):
-            x = x.item()
-        if isinstance(x, float) and not np.isfinite(x):
-            flags[path] = "inf" if x > 0 else ("-inf" if x < 0 else "nan")
-            return None
-        return x
+    def null(x, path):
+        flags[path] = _non_finite_name(x)
+        return None
 
-    return walk(obj, ""), flags
+    return _plain(obj, null), flags
 
 
 class RunFolder:
