@@ -174,7 +174,24 @@ def _state(p, wf, u_K, A, settings):
     shift = (phi * sums["h"] + floor * sums["c"]) / sums["w"]
     second = (phi**2 * sums["hh"] + 2 * phi * floor * sums["hc"] + floor**2 * sums["cc"]) / sums["w"]
     task_mean = phi * h_bar + floor * c_bar + shift
-    task_cv = np.sqrt(second - shift**2) / task_mean
+    task_cv_all = np.sqrt(second - shift**2) / task_mean
+    # Within firms (what m1 compares): per-(firm, occupation) sums of w, w dh, w dc about each firm's
+    # own mean h and c give each firm's task means; the squares pool over firms per occupation.
+    n_occ = omega.shape[0]
+    cell = (wf["firm"] * n_occ + np.arange(n_occ)[:, None]).ravel()
+
+    def by_cell(v):
+        return np.bincount(cell, v.sum(0).ravel(), f * n_occ).reshape(f, n_occ)
+
+    count = by_cell(w)
+    fw = count.sum(1)
+    dh = h - ((by_cell(w * h).sum(1) / fw)[wf["firm"]])[None]
+    dc = access - ((by_cell(w * access).sum(1) / fw)[wf["firm"]])[None]
+    W = count @ omega
+    L = (by_cell(w * dh) @ omega) * phi + (by_cell(w * dc) @ omega) * floor
+    Q = (phi**2 * ((w * dh * dh).sum((0, 2)) @ omega) + 2 * phi * floor * ((w * dh * dc).sum((0, 2)) @ omega)
+         + floor**2 * ((w * dc * dc).sum((0, 2)) @ omega))
+    task_cv = np.sqrt((Q - np.sum(L**2 / W, axis=0)) / W.sum(0)) / task_mean
     abar = omega @ a
     diag = _projection(log_h, s, w)[:, 2]
     # Credential support: both credential values held by >= 5 expected agents (full at 10).
@@ -190,7 +207,8 @@ def _state(p, wf, u_K, A, settings):
     gdev = np.bincount(firm_branch, wx * (x - mean), f) / np.where(gw > 0, gw, 1)
     worker_total, owner_total = (w * income).sum(), (1 - p["xi"]) * rents.sum()
     return {
-        "task_mean": task_mean, "task_cv": task_cv, "exposure": a,
+        "task_mean": task_mean, "task_cv": task_cv, "task_cv_all_workers": task_cv_all, "exposure": a,
+        "cv_within_firms": np.sum(a * task_cv) / a.sum(), "cv_all_workers": np.sum(a * task_cv_all) / a.sum(),
         "college_premium": (w[1] * log_income[1]).sum() / w[1].sum() - (w[0] * log_income[0]).sum() / w[0].sum(),
         "abar": abar, "support": support, "diag": diag,
         "diagnostic_variance": np.sum(abar * v_d) / abar.sum(),
@@ -275,8 +293,9 @@ def moments(params: dict, draws: dict, settings: dict) -> dict:
         "credential_reliance_change": after["credential_reliance"] - before["credential_reliance"],
         "between_firm_share_change": after["between_firm_share"] - before["between_firm_share"],
         "gini_change": after["gini"] - before["gini"],
+        "cv_change_all_workers": change("task_cv_all_workers"),
     }
-    for key in ("gini", "college_share", "between_firm_share", "capital_share", "diagnostic_variance",
+    for key in ("cv_within_firms", "cv_all_workers", "gini", "college_share", "between_firm_share", "capital_share", "diagnostic_variance",
                 "college_premium", "credential_reliance", "credential_occupations", "fp_residual",
                 "fp_iterations"):
         out[f"{key}_before"], out[f"{key}_after"] = before[key], after[key]

@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxmodel import firms, screening, tasks
+from jaxmodel.aggregation import occupation_sums
 from jaxmodel.draws import Draws, check_draws
 from jaxmodel.education import n_aggregates, solve_education
 from jaxmodel.errors import InvalidParameterError, InvalidSettingError
@@ -36,6 +37,8 @@ MOMENT_NAMES: tuple[str, ...] = (
 
 #: Per-state outcomes reported before and after AI as diagnostics.
 STATE_DIAGNOSTICS: tuple[str, ...] = (
+    "cv_within_firms",
+    "cv_all_workers",
     "gini",
     "college_share",
     "between_firm_share",
@@ -64,7 +67,11 @@ class State:
         owner_income: (F,) income of each owner person, (1 - xi) Pi_j / m_o.
         rents: (F,) firm rents Pi_j.
         prices: (T,) task prices p_k.
-        task_mean: (T,) within-task mean output; task_cv: (T,) its coefficient of variation.
+        task_mean: (T,) within-task mean output; task_cv: (T,) its coefficient of variation within
+            firms (MODEL.md section 5, what m1 compares); task_cv_all_workers: (T,) the CV over all
+            workers (a diagnostic: it also counts the spread of proprietary access across firms).
+        cv_within_firms, cv_all_workers: the exposure-weighted means sum_k a_k CV_k / sum_k a_k of
+            the two.
         wage_coef: (O, 3) wage projection of log MPc on [1, s, e] (s centred by occupation).
         credential_coef: (O,) b^D_o, the credential coefficient of the diagnostic projection.
         credential_support: (O,) g_o in [0, 1], how far b^D_o is identified
@@ -94,6 +101,9 @@ class State:
     prices: jax.Array
     task_mean: jax.Array
     task_cv: jax.Array
+    task_cv_all_workers: jax.Array
+    cv_within_firms: jax.Array
+    cv_all_workers: jax.Array
     wage_coef: jax.Array
     credential_coef: jax.Array
     credential_support: jax.Array
@@ -113,11 +123,12 @@ class State:
 
 
 def task_statistics(econ: Economy, w: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Within-task mean and CV of y_iek over worker-branches with weights w_ie omega_{o(i)k}.
+    """Within-task mean and CV of y_iek over all worker-branches, weights w_ie omega_{o(i)k}.
 
     With y_iek = h_ie phi_k + c_ie F_k, both need only per-occupation sums of w, w h, w c and their
     cross products. Second moments are taken about the reference phi_k hbar + F_k cbar (hbar, cbar
-    overall weighted means) for accuracy.
+    overall weighted means) for accuracy. The CV returned here is the one over all workers (a
+    diagnostic since MODEL.md measures m1 within firms, :func:`within_firm_cv`).
 
     Returns:
         (mean, cv), each (T,).
@@ -138,6 +149,53 @@ def task_statistics(econ: Economy, w: jax.Array) -> tuple[jax.Array, jax.Array]:
     second = (phi**2 * sums["hh"] + 2 * phi * floor * sums["hc"] + floor**2 * sums["cc"]) / weight
     mean = phi * h_bar + floor * c_bar + shift
     return mean, jnp.sqrt(second - shift**2) / mean
+
+
+def within_firm_cv(econ: Economy, w: jax.Array, task_mean: jax.Array) -> jax.Array:
+    """CV_k = sqrt(V_k) / ybar_k with V_k the pooled within-firm variance of y_iek (MODEL.md section 5).
+
+    V_k = sum_j sum_{i in j, e} w_ie omega_{o(i)k} (y_iek - ybar_jk)^2 / sum_{i, e} w_ie omega_{o(i)k},
+    ybar_jk the weighted task mean of firm j and ybar_k (``task_mean``) the overall one. With
+    y_iek = h_ie phi_k + c_ie F_k and deviations dh, dc from the firm's own mean h and c over all
+    its worker-branches (which keeps the difference below accurate), firm j's sum of squares on
+    task k is SS_jk = Q_jk - L_jk^2 / W_jk, with W_jk = sum_o omega_ok n_jo, L_jk = sum_o omega_ok
+    (phi_k Dh_jo + F_k Dc_jo) from per-(firm, occupation) sums n, Dh, Dc of w, w dh, w dc, and
+    sum_j Q_jk = sum_o omega_ok (phi_k^2 sum w dh^2 + 2 phi_k F_k sum w dh dc + F_k^2 sum w dc^2)
+    from per-occupation sums. Memory O(F (O + T)), never an N x T array.
+
+    Args:
+        econ: the economy; w: (2, O, M) branch weights; task_mean: (T,) ybar_k.
+
+    Returns:
+        (T,) the within-firm CV.
+    """
+    o, n_firms = econ.omega.shape[0], econ.K.shape[0]
+    cell = (econ.firm * o + jnp.arange(o, dtype=econ.firm.dtype)[:, None]).reshape(-1)
+
+    def by_cell(value: jax.Array) -> jax.Array:
+        """(F, O) sums over the worker-branches of each (firm, occupation) cell of a (2, O, M) term."""
+        return jax.ops.segment_sum(jnp.sum(value, axis=0).reshape(-1), cell, n_firms * o).reshape(n_firms, o)
+
+    count = by_cell(w)
+    firm_weight = jnp.sum(count, axis=1)
+    safe = jnp.where(firm_weight > 0, firm_weight, 1.0)
+    h_ref = jnp.sum(by_cell(w * econ.h), axis=1) / safe
+    c_ref = jnp.sum(by_cell(w * econ.access), axis=1) / safe
+    dh = econ.h - jnp.take(h_ref, econ.firm)[None]
+    dc = econ.access - jnp.take(c_ref, econ.firm)[None]
+    omega, phi, floor = econ.omega, econ.phi, econ.floor
+    W = count @ omega                                                            # (F, T)
+    L = (by_cell(w * dh) @ omega) * phi + (by_cell(w * dc) @ omega) * floor      # (F, T)
+    hh, hc, cc = occupation_sums(w * dh * dh, w * dh * dc, w * dc * dc)
+    Q = phi**2 * (hh @ omega) + 2.0 * phi * floor * (hc @ omega) + floor**2 * (cc @ omega)
+    has = W > 0
+    between = jnp.sum(jnp.where(has, L**2 / jnp.where(has, W, 1.0), 0.0), axis=0)
+    return jnp.sqrt((Q - between) / jnp.sum(W, axis=0)) / task_mean
+
+
+def _exposure_mean(a: jax.Array, per_task: jax.Array) -> jax.Array:
+    """sum_k a_k x_k / sum_k a_k."""
+    return jnp.sum(a * per_task) / jnp.sum(a)
 
 
 def _exposure_average(econ: Economy, per_occupation: jax.Array) -> jax.Array:
@@ -171,7 +229,8 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
     support = screening.credential_support(w)
     abar = econ.omega @ econ.exposure
     v_d = screening.diagnostic_variance(econ.signal, econ.log_h, w)
-    task_mean, task_cv = task_statistics(econ, w)
+    task_mean, task_cv_all = task_statistics(econ, w)
+    task_cv = within_firm_cv(econ, w, task_mean)
     return State(
         P=P,
         firm=econ.firm,
@@ -183,6 +242,9 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
         prices=market.prices,
         task_mean=task_mean,
         task_cv=task_cv,
+        task_cv_all_workers=task_cv_all,
+        cv_within_firms=_exposure_mean(econ.exposure, task_cv),
+        cv_all_workers=_exposure_mean(econ.exposure, task_cv_all),
         wage_coef=market.wage_coef,
         credential_coef=diag_coef,
         credential_support=support,
@@ -210,7 +272,9 @@ def solve_state(params, workers: Workforce, u_K: jax.Array, settings: Settings, 
 class Moments:
     """The six moments (after minus before, MODEL.md section 5) and diagnostics of both states.
 
-    ``before`` and ``after`` hold the per-state outcomes named in :data:`STATE_DIAGNOSTICS`;
+    ``cv_change_all_workers`` is m1 with the CV over all workers instead of within firms, a
+    diagnostic (MODEL.md section 5). ``before`` and ``after`` hold the per-state outcomes named in
+    :data:`STATE_DIAGNOSTICS`;
     ``aggregates`` (2, 3 O + F) the fixed points' aggregates of both states, which warm-start a
     solve at a nearby parameter value (``moments(..., start=m.aggregates)``).
     """
@@ -221,6 +285,7 @@ class Moments:
     credential_reliance_change: jax.Array
     between_firm_share_change: jax.Array
     gini_change: jax.Array
+    cv_change_all_workers: jax.Array
     before: dict
     after: dict
     aggregates: jax.Array
@@ -235,8 +300,10 @@ class Moments:
         return "concentrating" if float(self.gini_change) > 0 else "equalizing"
 
     def to_dict(self) -> dict:
-        """Plain floats: the six moments, ``<diagnostic>_before/_after`` and the regime."""
+        """Plain floats: the six moments, ``cv_change_all_workers``, ``<diagnostic>_before/_after``
+        and the regime."""
         out = {name: float(getattr(self, name)) for name in MOMENT_NAMES}
+        out["cv_change_all_workers"] = float(self.cv_change_all_workers)
         for name in STATE_DIAGNOSTICS:
             cast = int if name in ("fp_iterations", "fp_fallbacks") else float
             out[f"{name}_before"] = cast(self.before[name])
@@ -276,6 +343,8 @@ def compare_states(params, before: State, after: State, exposure: jax.Array) -> 
         credential_reliance_change=after_d["credential_reliance"] - before_d["credential_reliance"],
         between_firm_share_change=after.between_firm_share - before.between_firm_share,
         gini_change=after.gini - before.gini,
+        cv_change_all_workers=_exposure_weighted_change(exposure, after.task_cv_all_workers,
+                                                        before.task_cv_all_workers),
         before=before_d,
         after=after_d,
         aggregates=jnp.stack([before.aggregates, after.aggregates]),

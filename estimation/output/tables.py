@@ -13,7 +13,7 @@ progress_console = Console(stderr=True, highlight=False)
 
 #: MODEL.md symbol and a short meaning of each moment.
 MOMENT_LABELS: dict[str, tuple[str, str]] = {
-    "cv_change": ("m1", "within-task CV change (exposure-weighted)"),
+    "cv_change": ("m1", "within-task CV change within firms (exposure-weighted)"),
     "productivity_gain": ("m2", "within-task mean output gain"),
     "college_premium_change": ("m3", "change in the college log-wage premium"),
     "credential_reliance_change": ("m4", "change in credential reliance R"),
@@ -22,6 +22,8 @@ MOMENT_LABELS: dict[str, tuple[str, str]] = {
 }
 
 DIAGNOSTIC_LABELS: dict[str, str] = {
+    "cv_within_firms": "within-task CV within firms (exposure-weighted; m1 compares these)",
+    "cv_all_workers": "within-task CV over all workers (exposure-weighted)",
     "gini": "Gini of income, all persons",
     "college_share": "college share (mean P)",
     "between_firm_share": "between-firm share of log-income variance",

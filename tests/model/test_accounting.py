@@ -167,3 +167,33 @@ def test_owners_are_the_share_pi_o_of_persons(case, spec, point):
         assert worker_mass == pytest.approx(N, rel=1e-14, abs=0), name
         owners = F * implied.mean()
         assert owners / (worker_mass + owners) == pytest.approx(p["owner_share"], rel=1e-13, abs=0), name
+
+
+@pytest.mark.parametrize(("spec", "point"), CASES, ids=CASE_IDS)
+def test_task_variance_splits_into_within_and_between_firms(case, spec, point):
+    """V_k over all workers = V_k within firms + sum_j W_jk (ybar_jk - ybar_k)^2 / W_k (the law of
+    total variance), with both CVs from State (task_cv within firms, task_cv_all_workers over all)
+    and the firms' task means ybar_jk from the naive reference's (2, N, T) outputs at P*.
+
+    Exact in exact arithmetic; the two State CVs come from different groupings of the same sums
+    (about 1e-15 relative each), and the reference's outputs differ from jaxmodel's by ~1e-14
+    (prices): 1e-10 relative on a variance leaves a wide margin and catches a within-firm variance
+    taken about the wrong means (errors of 1e-3 or more, the between-firm share at these points).
+    """
+    _, states = case(spec, point)
+    for name, (state, ref) in states.items():
+        ec = ref["econ"]
+        P = ref["P"]
+        w = np.stack([1.0 - P, P])[:, :, None] * ec["task_weight_of_agent"][None]  # (2, N, T)
+        y, firm = ec["y"], ec["firm"]
+        W = np.sum(w, axis=(0, 1))
+        mean = np.asarray(state.task_mean, dtype=np.float64)
+        between = np.zeros_like(W)
+        for j in range(F):
+            wj = np.sum(w[:, firm == j], axis=(0, 1))
+            yj = np.sum(w[:, firm == j] * y[:, firm == j], axis=(0, 1)) / wj
+            between += wj * (yj - mean) ** 2
+        v_all = (np.asarray(state.task_cv_all_workers) * mean) ** 2
+        v_within = (np.asarray(state.task_cv) * mean) ** 2
+        np.testing.assert_allclose(v_within + between / W, v_all, rtol=1e-10, atol=0, err_msg=name)
+        assert np.all(between > 0), name

@@ -37,6 +37,7 @@ def test_numpy_port_equals_jaxmodel(small_draws, baseline, spec, changes):
     # start; the rest is the same float64 arithmetic in another order (sums, sorts): 1e-8 is
     # the bound and leaves four orders of margin over the 1e-12 differences seen.
     np.testing.assert_allclose(got, np.asarray(jax_m.vector()), rtol=0, atol=1e-8)
-    for key in ("gini", "college_share", "between_firm_share"):
+    assert port["cv_change_all_workers"] == pytest.approx(float(jax_m.cv_change_all_workers), abs=1e-8)
+    for key in ("gini", "college_share", "between_firm_share", "cv_within_firms", "cv_all_workers"):
         assert port[f"{key}_before"] == pytest.approx(float(jax_m.before[key]), abs=1e-8)
         assert port[f"{key}_after"] == pytest.approx(float(jax_m.after[key]), abs=1e-8)

@@ -298,7 +298,15 @@ def outcomes(p: dict, ec: dict, mk: dict, P: np.ndarray) -> dict:
     wk = w[:, :, None] * ec["task_weight_of_agent"][None, :, :]  # (2, N, T)
     task_mean = np.sum(wk * y, axis=(0, 1)) / np.sum(wk, axis=(0, 1))
     task_var = np.sum(wk * (y - task_mean) ** 2, axis=(0, 1)) / np.sum(wk, axis=(0, 1))
-    task_cv = np.sqrt(task_var) / task_mean
+    task_cv_all = np.sqrt(task_var) / task_mean
+    # Within firms (MODEL.md section 5, what m1 compares): deviations from the task mean of the
+    # worker's own firm, ybar_jk, pooled over firms, over the overall task mean.
+    firm_mean = np.zeros((F, y.shape[2]))
+    for j in range(F):
+        wj = wk[:, firm == j]
+        firm_mean[j] = np.sum(wj * y[:, firm == j], axis=(0, 1)) / np.sum(wj, axis=(0, 1))
+    within = np.sum(wk * (y - firm_mean[firm][None]) ** 2, axis=(0, 1)) / np.sum(wk, axis=(0, 1))
+    task_cv = np.sqrt(within) / task_mean
 
     log_W = np.log(mk["income"])
     premium = weighted_mean(log_W[1], w[1]) - weighted_mean(log_W[0], w[0])
@@ -323,7 +331,7 @@ def outcomes(p: dict, ec: dict, mk: dict, P: np.ndarray) -> dict:
     persons_w = np.concatenate([w.ravel(), np.full(F, mk["owner_mass"])])
     owner_total = np.sum(mk["owner_mass"] * mk["owner_income"])
     return dict(
-        task_mean=task_mean, task_cv=task_cv, college_premium=premium, credential_reliance=reliance,
+        task_mean=task_mean, task_cv=task_cv, task_cv_all_workers=task_cv_all, college_premium=premium, credential_reliance=reliance,
         abar=abar, support=support, diag=mk["diag_coef"][:, 2],
         diagnostic_variance=diag_var, between_firm_share=between / total_var,
         gini=gini_double_sum(persons_x, persons_w), college_share=np.mean(P),
@@ -473,7 +481,8 @@ def test_naive_college_choice_has_jaxmodel_fixed_point(case, spec, point):
         assert gap < FP_ATOL, f"{name}: max |Gamma_naive(P*) - P*| = {gap:.3g}"
 
 
-STATE_ARRAYS = ("income", "wage", "owner_income", "rents", "prices", "task_mean", "task_cv")
+STATE_ARRAYS = ("income", "wage", "owner_income", "rents", "prices", "task_mean", "task_cv",
+                "task_cv_all_workers")
 STATE_SCALARS = ("college_premium", "credential_reliance", "diagnostic_variance", "between_firm_share",
                  "gini", "college_share", "capital_share")
 
@@ -499,6 +508,7 @@ def test_state_fields_equal_naive_reference(case, spec, point):
             "prices": mk["prices"],
             "task_mean": out["task_mean"],
             "task_cv": out["task_cv"],
+            "task_cv_all_workers": out["task_cv_all_workers"],
         }
         for field in STATE_ARRAYS:
             err = relative_error(mine[field], getattr(state, field))
@@ -546,8 +556,15 @@ def test_six_moments_equal_naive_reference(case, spec, point):
     mine = reference_moments(before["econ"]["a"], before["out"], after["out"])
     theirs = np.asarray(c["moments"].vector())
     np.testing.assert_allclose(mine, theirs, rtol=0, atol=1e-9)
+    # The diagnostic m1 with the CV over all workers, and both exposure-weighted CVs per state.
+    a = before["econ"]["a"]
+    cv_all = [ref["out"]["task_cv_all_workers"] for ref in (before, after)]
+    all_workers = np.sum(a * (cv_all[1] / cv_all[0] - 1.0)) / np.sum(a)
+    assert abs(all_workers - float(c["moments"].cv_change_all_workers)) < 1e-9
     for label, ref in (("before", before), ("after", after)):
         diagnostics = getattr(c["moments"], label)
+        for field, key in (("cv_within_firms", "task_cv"), ("cv_all_workers", "task_cv_all_workers")):
+            assert abs(np.sum(a * ref["out"][key]) / np.sum(a) - float(diagnostics[field])) < 1e-9, (label, field)
         for field in ("gini", "college_share", "between_firm_share", "capital_share",
                       "diagnostic_variance", "college_premium"):
             assert abs(ref["out"][field] - float(diagnostics[field])) < 1e-9, (label, field)
