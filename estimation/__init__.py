@@ -11,7 +11,15 @@
 The Python API mirrors ``levelfield calibrate``: ``calibrate(...) -> Result``.
 """
 
-from estimation.errors import ConfigError, DataError, EstimationError, NumericalError, OutputError, TargetsError
+from estimation.errors import (
+    ConfigError,
+    DataError,
+    EstimationError,
+    LevelfieldError,
+    NumericalError,
+    OutputError,
+    TargetsError,
+)
 from estimation.msm import CalibrationConfig, Result, Targets, calibrate, load_targets
 
 __all__ = [
@@ -19,6 +27,7 @@ __all__ = [
     "ConfigError",
     "DataError",
     "EstimationError",
+    "LevelfieldError",
     "NumericalError",
     "OutputError",
     "Result",

@@ -33,7 +33,7 @@ import re
 import sys
 from collections.abc import Mapping
 
-from estimation.errors import ConfigError
+from estimation.errors import ConfigError, LevelfieldError
 
 __all__ = [
     "DistributedError", "Launch", "agree", "barrier", "collectives_available", "initialize", "is_writer",
@@ -54,7 +54,7 @@ CONNECT_TIMEOUT = 300
 STEP_TIMEOUT_FLOOR = 120
 
 
-class DistributedError(RuntimeError):
+class DistributedError(LevelfieldError, RuntimeError):
     """The processes of a multi-process run could not join, or fell out of step (not bad input: the
     CLI exits with code 1)."""
 
@@ -320,12 +320,12 @@ def _join_failure(launch: Launch) -> str:
 
 
 def _release_import_time_backend() -> None:
-    """jax.distributed.initialize refuses to run once a backend exists. Importing ``jaxmodel`` makes
-    one: ``jaxmodel/sorting.py`` builds a scalar constant with ``jnp.uint64`` at import (the only
-    module-level JAX array of the package). Nothing has been computed yet, so the backend is
-    released (``jax.extend.backend.clear_backends``) and rebuilt by initialize with every process's
-    devices; that scalar is inlined as a literal wherever it is used, so it never needs its old
-    device. (With ``np.uint64`` there, this would never run.)"""
+    """jax.distributed.initialize refuses to run once a backend exists. Importing levelfield makes
+    none: the package holds no JAX array at import (``jaxmodel/sorting.py`` keeps its module-level
+    constant a NumPy ``np.uint64``), so this normally finds nothing to do. Should one exist all the
+    same (started by code that ran first), it is released (``jax.extend.backend.clear_backends``)
+    and rebuilt by initialize with every process's devices; levelfield computes nothing before
+    initialize, so none of its arrays lived on the old one."""
     from jax._src import xla_bridge
 
     if xla_bridge.backends_are_initialized():

@@ -1,12 +1,19 @@
 """The estimation layer's errors: one base type, a few precise subclasses.
 
 Messages name what is wrong and what is allowed; the CLI prints them on one line, exit code 2.
+Every one derives from :class:`jaxmodel.errors.LevelfieldError`, the root of levelfield's errors
+(re-exported here and by :mod:`estimation`).
 """
 
 from __future__ import annotations
 
+from jaxmodel.errors import LevelfieldError
 
-class EstimationError(ValueError):
+__all__ = ["ConfigError", "DataError", "EstimationError", "LevelfieldError", "NumericalError", "OutputError",
+           "TargetsError"]
+
+
+class EstimationError(LevelfieldError, ValueError):
     """Base of every error raised by :mod:`estimation` for bad input."""
 
 

@@ -1,7 +1,11 @@
 """levelfield's model core: the model of MODEL.md as pure, jit-compiled JAX functions.
 
-Importing this package turns on float64 in JAX (``jax_enable_x64``): the model's default precision
-is float64 on every device; ``Settings(precision="float32")`` selects float32 for GPU throughput.
+Importing this package turns on float64 in JAX (``jax_enable_x64``) for the whole process, not only
+for levelfield: the model's default precision is float64 on every device, and any other JAX code
+in the process then defaults to 64-bit types too. ``Settings(precision="float32")`` selects float32
+for GPU throughput. To keep JAX's 32-bit default, opt out after the import with the one line
+``jax.config.update("jax_enable_x64", False)`` and use ``Settings(precision="float32")`` (JAX
+truncates the float64 settings to float32 then, with a warning).
 """
 
 import jax
@@ -13,6 +17,7 @@ from jaxmodel.errors import (  # noqa: E402
     InvalidDrawsError,
     InvalidParameterError,
     InvalidSettingError,
+    LevelfieldError,
     ModelError,
 )
 from jaxmodel.inequality import between_group_share, weighted_gini  # noqa: E402
@@ -31,6 +36,7 @@ __all__ = [
     "InvalidDrawsError",
     "InvalidParameterError",
     "InvalidSettingError",
+    "LevelfieldError",
     "MOMENT_NAMES",
     "ModelError",
     "Moments",

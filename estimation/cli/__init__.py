@@ -51,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
 def compilation_cache() -> str | None:
     """Turn on JAX's persistent compilation cache for the command line; returns its folder.
 
-    Compiling the estimation's programs takes most of a small calibration (about 45 of 55 s at
-    N = 2_000); with the cache, later runs of the same model size load them instead. The folder is
-    ``$LEVELFIELD_CACHE_DIR``, else ``$JAX_COMPILATION_CACHE_DIR``, else
+    Compiling the estimation's programs takes most of a first calibration (the times are in the
+    README, "Command line"); with the cache, later runs of the same model size load them instead.
+    The folder is ``$LEVELFIELD_CACHE_DIR``, else ``$JAX_COMPILATION_CACHE_DIR``, else
     ``~/.cache/levelfield/xla`` (``$XDG_CACHE_HOME`` respected); ``LEVELFIELD_CACHE_DIR=off`` turns
     it off. A cached program is the same executable, so results are identical with or without it.
     """

@@ -137,7 +137,8 @@ def read_estimates(folder: Path) -> pd.DataFrame:
         if col in frame:
             frame[col] = frame[col].map(as_float)
     for col in ("se_note", "at_bound", "interval"):
-        frame[col] = frame[col].fillna("").astype(str) if col in frame else ""
+        # An all-empty column is read as float NaN: cast to object before filling it with text.
+        frame[col] = frame[col].astype(object).fillna("").astype(str) if col in frame else ""
     return frame
 
 
