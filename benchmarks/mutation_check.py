@@ -56,6 +56,9 @@ MUTATIONS = [
      [("cv_change=_exposure_weighted_change(exposure, after.task_cv, before.task_cv)",
        "cv_change=_exposure_weighted_change(jnp.ones_like(exposure), after.task_cv, before.task_cv)")],
      ["tests/model/test_reference_equations.py", "tests/model/test_model.py"]),
+    ("m1 from the CV over all workers, not within firms", "jaxmodel/outcomes.py",
+     [("    task_cv = within_firm_cv(econ, w, task_mean)\n", "    task_cv = task_cv_all\n")],
+     ["tests/model/test_within_firm_cv.py", "tests/model/test_reference_equations.py"]),
 ]
 
 
