@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimation.cli import calibrate, oews, panel_power, regimes, report, simulate
+from estimation.cli import calibrate, identify, oews, panel_power, regimes, report, simulate
 from estimation.cli.options import Parser, add_distributed_options, parse_assignments
 from estimation.errors import EstimationError
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for command in (simulate, calibrate, regimes, oews, panel_power, report):
+    for command in (simulate, calibrate, identify, regimes, oews, panel_power, report):
         command.register(commands)
     return parser
 
@@ -118,6 +118,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         import jax
 
+        from estimation import memory
+
+        if memory.out_of_memory(exc):  # what the size check did not foresee: one line, nothing half-written
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            distributed.report_error(f"levelfield {args.command}: error: out of memory ({first[:300]}); try fewer "
+                                     "--agents, --precision float32, or more devices or processes")
+            return 2
         if distributed.process_count() == 1 or not isinstance(exc, jax.errors.JaxRuntimeError):
             raise
         # A collective with a process that died, or a runtime failure on one process.

@@ -8,6 +8,7 @@ import math
 import sys
 import time
 
+from estimation import memory
 from estimation.cli.options import add_model_options, model_inputs, parse_assignments
 
 
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace) -> int:
     from estimation.output.runfiles import with_nulls
 
     params, settings = model_inputs(args)
+    memory.check_fits("simulate", settings.n_agents, settings.n_firms, settings.precision)
     start = time.perf_counter()
     with tables.status(f"Simulating N={settings.n_agents:_} agents, F={settings.n_firms} firms", quiet=args.json):
         draws = jaxmodel.make_draws(args.seed, settings)
