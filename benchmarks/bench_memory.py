@@ -2,7 +2,7 @@
 
 Each run is a new process (``levelfield simulate --json`` or ``levelfield calibrate``, with the size
 check off), and its peak resident set is read from the operating system (``ru_maxrss`` of a
-one-child wrapper). The slope of peak RSS in N between the sizes is the bytes per agent; the
+one-child wrapper), with no compilation cache, so that it includes compiling (a first run). The slope of peak RSS in N between the sizes is the bytes per agent; the
 intercept is the fixed part. Also the estimate ``estimation.memory.needed_bytes`` beside each
 measurement, and their ratio. Writes benchmarks/results/memory.json.
 
@@ -38,7 +38,8 @@ def command_line(command: str, n: int, precision: str, out: Path) -> list[str]:
 
 def peak_rss(argv: list[str]) -> int:
     """Peak resident bytes of one run of ``argv`` in a new process (size check off)."""
-    env = {**os.environ, "LEVELFIELD_MEMORY_CHECK": "off"}
+    # No compilation cache: a first run's peak includes compiling its programs (what the estimate covers).
+    env = {**os.environ, "LEVELFIELD_MEMORY_CHECK": "off", "LEVELFIELD_CACHE_DIR": "off"}
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], env=env, capture_output=True, text=True, check=True)
     value = int(out.stdout.strip().splitlines()[-1])
     if value < 0:

@@ -1,6 +1,7 @@
 """Memory: the peak a command needs at its size, what the machine offers, and a refusal that says what fits.
 
-A command's peak is a fixed part (the interpreter, JAX, XLA's compiler: about 620 MiB) plus a part
+A command's peak is a fixed part (the interpreter, JAX, XLA compiling the command's programs: about
+620 MiB on a first run, less when they come from the compilation cache) plus a part
 proportional to the agents, ``BYTES_PER_AGENT[command, precision]``: the simulated agents' draws,
 their per-branch arrays of both AI states and the temporaries of the programs that use them.
 The per-agent figures are measured as peak resident memory of whole processes at several sizes

@@ -76,10 +76,12 @@ _WRAPPER = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:], 
 
 @pytest.mark.parametrize("n", [100_000, 500_000, 1_000_000])
 def test_the_estimate_is_within_a_factor_of_1_5_of_the_measured_peak(n):
-    """The issue's bound: estimated peak / measured peak RSS of a new process in [1/1.5, 1.5]."""
+    """The issue's bound: estimated peak / measured peak RSS of a new process in [1/1.5, 1.5]. The
+    estimate is for a first run, which compiles its programs (about 250 MiB of the fixed part), so
+    the process runs without the compilation cache."""
     argv = [sys.executable, "-m", "estimation.cli", "simulate", "--json", "--agents", str(n), "--firms", str(n // 1000)]
     out = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], capture_output=True, text=True, timeout=600,
-                         env={**os.environ, "LEVELFIELD_MEMORY_CHECK": "off"}, check=True)
+                         env={**os.environ, "LEVELFIELD_MEMORY_CHECK": "off", "LEVELFIELD_CACHE_DIR": "off"}, check=True)
     peak = int(out.stdout.strip().splitlines()[-1]) * 1024  # ru_maxrss is in KiB on Linux
     ratio = memory.needed_bytes("simulate", n, "float64") / peak
     assert 1 / 1.5 <= ratio <= 1.5, (n, peak, ratio)
