@@ -4,10 +4,13 @@ A refactor must not change what a user gets. This script runs one list of comman
 the CLI, small sizes) in a scratch copy of a base revision and in the working tree (or a second
 revision), and compares every file they write, and the standard output of the commands that print
 JSON, byte for byte. ``timing.json`` holds wall times and is left out, as is the top-level
-"seconds" of the commands' JSON files.
+"seconds" of the commands' JSON files; ``report.html`` is compared up to whitespace (every run of
+whitespace removed where it touches a tag, collapsed to one space elsewhere), since a page rendered
+from a template may indent differently from the same page built from strings.
 
     python benchmarks/same_outputs.py --base HEAD~3                # base revision vs the working tree
     python benchmarks/same_outputs.py --base A --rev B --out benchmarks/results/same_outputs.json
+    python benchmarks/same_outputs.py --base-dir /tmp/base --rev-dir /tmp/rev   # two source trees
 
 Exit code 0 when everything is identical, 1 otherwise (the differing files are listed).
 """
@@ -18,6 +21,7 @@ import argparse
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -58,9 +62,22 @@ def _copy(rev: str, dest: Path) -> None:
 WALL_TIME_KEYS = ("seconds",)
 
 
+#: Pages compared up to whitespace.
+WHITESPACE_INSENSITIVE = ("report.html",)
+
+
+def without_whitespace(text: str) -> str:
+    """``text`` with whitespace next to a tag removed and every other run of it one space."""
+    text = re.sub(r"\s*(<[^>]*>)\s*", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
 def _digest(path: Path) -> str:
-    """SHA-256 of the file; of a JSON file, without its wall-time keys (top level)."""
+    """SHA-256 of the file; of a JSON file, without its wall-time keys (top level); of report.html,
+    up to whitespace (:func:`without_whitespace`)."""
     data = path.read_bytes()
+    if path.name in WHITESPACE_INSENSITIVE:
+        data = without_whitespace(data.decode("utf-8")).encode("utf-8")
     if path.suffix == ".json":
         payload = json.loads(data)
         if isinstance(payload, dict) and any(k in payload for k in WALL_TIME_KEYS):
@@ -95,16 +112,27 @@ def run_all(code: Path, work: Path, data: Path) -> dict[str, str]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--base", required=True, help="the revision to compare against")
+    parser.add_argument("--base", help="the revision to compare against")
     parser.add_argument("--rev", help="a second revision (default: the working tree)")
+    parser.add_argument("--base-dir", type=Path, help="a source tree to compare against, instead of --base")
+    parser.add_argument("--rev-dir", type=Path, help="a second source tree, instead of --rev")
     parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data", help="the OEWS data folder")
     parser.add_argument("--out", type=Path, default=RESULTS / "same_outputs.json")
+    parser.add_argument("--keep", type=Path, help="copy each side's files to KEEP/base and KEEP/new (to read a difference)")
     args = parser.parse_args()
+    if (args.base is None) == (args.base_dir is None):
+        parser.error("give one of --base and --base-dir")
+    if args.rev is not None and args.rev_dir is not None:
+        parser.error("give at most one of --rev and --rev-dir")
+    base_label = args.base or str(args.base_dir)
+    new_label = args.rev or (str(args.rev_dir) if args.rev_dir else "working tree")
     with tempfile.TemporaryDirectory() as tmp:
         sides = {}
-        for label, rev in (("base", args.base), ("new", args.rev)):
+        for label, rev, tree in (("base", args.base, args.base_dir), ("new", args.rev, args.rev_dir)):
             code = Path(tmp) / f"{label}-code"
-            if rev is None:
+            if tree is not None:
+                code = tree.resolve()
+            elif rev is None:
                 shutil.copytree(ROOT, code, ignore=shutil.ignore_patterns(
                     ".git", "__pycache__", "*.egg-info", "runs", ".pytest_cache", ".hypothesis"))
             else:
@@ -114,12 +142,15 @@ def main() -> int:
             work = Path(tmp) / "work"
             shutil.rmtree(work, ignore_errors=True)
             work.mkdir()
-            print(f"{label} ({rev or 'working tree'}):", file=sys.stderr)
+            print(f"{label} ({base_label if label == 'base' else new_label}):", file=sys.stderr)
             sides[label] = run_all(code, work, args.data.resolve())
+            if args.keep is not None:
+                shutil.copytree(work, args.keep / label, ignore=shutil.ignore_patterns("cache"), dirs_exist_ok=True)
     names = sorted(set(sides["base"]) | set(sides["new"]))
     differ = [n for n in names if sides["base"].get(n) != sides["new"].get(n)]
-    payload = {"base": args.base, "new": args.rev or "working tree", "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    payload = {"base": base_label, "new": new_label, "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
                "commands": [" ".join(a) for _, a, _ in COMMANDS], "files_compared": len(names),
+               "compared_up_to_whitespace": list(WHITESPACE_INSENSITIVE),
                "identical": not differ, "differ": differ}
     write_json(args.out, payload)
     print(f"{len(names)} files compared; {'all identical' if not differ else f'{len(differ)} differ: {differ}'}",

@@ -24,6 +24,7 @@ from estimation.output.figures import fit_figure, sensitivity_figure
 from estimation.output.html import build_report
 from estimation.output.latex import write_latex_tables
 from estimation.output.runfiles import atomic_write_bytes, atomic_write_json, to_jsonable, write_csv
+from estimation.output.view import calibration_from_report
 from jaxmodel import MOMENT_NAMES
 
 
@@ -43,9 +44,12 @@ def write_results(result, folder: Path) -> None:
               folder / "sensitivity.csv", True)
     if result.decomposition is not None:
         write_csv(pd.DataFrame(result.decomposition.targets), folder / "delta_gini.csv", index=False)
-    atomic_write_bytes(folder / "fit.png", fit_figure(result))
-    atomic_write_bytes(folder / "sensitivity.png", sensitivity_figure(result))
-    atomic_write_json(folder / "report.json", to_jsonable(result.to_report()))
+    report = to_jsonable(result.to_report())
+    # The figures draw the view of the run (the one its files give back).
+    view = calibration_from_report(report)
+    atomic_write_bytes(folder / "fit.png", fit_figure(view))
+    atomic_write_bytes(folder / "sensitivity.png", sensitivity_figure(view))
+    atomic_write_json(folder / "report.json", report)
     # Built from the files above only (as `levelfield report DIR` rebuilds them).
     write_latex_tables(folder)
     build_report(folder)

@@ -1,6 +1,6 @@
 """Every figure of the results folders, as PNG bytes (computation lives elsewhere; this draws).
 
-- calibrate: ``fit_figure``, ``sensitivity_figure``;
+- calibrate: ``fit_figure``, ``sensitivity_figure`` (from the view, ``estimation.output.view``);
 - regimes: ``regime_map_figure``, ``technology_map_figure``;
 - oews: ``binned_scatter_figure``;
 - panel-power: ``power_figure``.
@@ -18,9 +18,9 @@ import pandas as pd
 
 from estimation.empirics.occupations import OUTCOMES, binned
 from estimation.empirics.panel import DESCRIPTIONS
-from jaxmodel import MOMENT_NAMES
 
 if TYPE_CHECKING:
+    from estimation.output.view import Calibration
     from estimation.regimes import Boundary
 
 
@@ -43,42 +43,39 @@ def to_png(fig, dpi: int = 130) -> bytes:
     return buffer.getvalue()
 
 
-def fit_figure(result) -> bytes:
+def fit_figure(view: Calibration) -> bytes:
     """Targets with +-1.96 SE bars and the model's moments at the estimate, moment by moment."""
     plt = pyplot()
 
-    fig, axes = plt.subplots(1, len(MOMENT_NAMES), figsize=(13, 3.2))
-    for i, (ax, name) in enumerate(zip(axes, MOMENT_NAMES)):
-        target, se, model = result.targets.values[i], result.targets.se[i], result.model_moments[i]
-        ax.errorbar([0], [target], yerr=[1.96 * se], fmt="o", color="black", capsize=4, label="target +- 1.96 se")
-        ax.plot([0], [model], "D", color="tab:red", label="model at estimate")
+    fig, axes = plt.subplots(1, len(view.moments), figsize=(13, 3.2))
+    for i, (ax, m) in enumerate(zip(axes, view.moments)):
+        ax.errorbar([0], [m.target], yerr=[1.96 * m.se], fmt="o", color="black", capsize=4, label="target +- 1.96 se")
+        ax.plot([0], [m.model], "D", color="tab:red", label="model at estimate")
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.set_xticks([])
-        ax.set_title(f"m{i + 1}\n{name}", fontsize=8)
+        ax.set_title(f"m{i + 1}\n{m.moment}", fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"Fit of the targets (criterion {result.criterion:.3f}; regime: {result.regime})", fontsize=10)
+    fig.suptitle(f"Fit of the targets (criterion {view.criterion:.3f}; regime: {view.regime})", fontsize=10)
     fig.tight_layout()
     return to_png(fig)
 
 
-def sensitivity_figure(result) -> bytes:
+def sensitivity_figure(view: Calibration) -> bytes:
     """Heatmap of Lambda scaled to parameter SEs per target SE: Lambda_ji se_i / se(theta_j)."""
     plt = pyplot()
 
-    names = list(result.free.names)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        scaled = result.sensitivity * result.targets.se[None, :] / result.se[:, None]
+    names, moments, scaled = list(view.sensitivity.parameters), view.sensitivity.moments, view.sensitivity.scaled
     fig, ax = plt.subplots(figsize=(7.5, 0.6 * len(names) + 1.8))
     finite = np.isfinite(scaled)
     limit = float(np.max(np.abs(scaled[finite]))) if finite.any() else 1.0
     image = ax.imshow(np.where(finite, scaled, 0.0), cmap="RdBu_r", vmin=-limit, vmax=limit, aspect="auto")
     # Moment names wrapped onto short lines (underscores as spaces), so neighbours never overlap.
-    labels = [f"m{i + 1}\n" + "\n".join(textwrap.wrap(n.replace("_", " "), 12)) for i, n in enumerate(MOMENT_NAMES)]
-    ax.set_xticks(range(len(MOMENT_NAMES)), labels, fontsize=7)
+    labels = [f"m{i + 1}\n" + "\n".join(textwrap.wrap(n.replace("_", " "), 12)) for i, n in enumerate(moments)]
+    ax.set_xticks(range(len(moments)), labels, fontsize=7)
     ax.set_yticks(range(len(names)), names, fontsize=8)
     for j in range(len(names)):
-        for i in range(len(MOMENT_NAMES)):
+        for i in range(len(moments)):
             text = f"{scaled[j, i]:.2f}" if finite[j, i] else "n/a"
             ax.text(i, j, text, ha="center", va="center", fontsize=7)
     fig.colorbar(image, ax=ax, label="parameter SEs per target SE")

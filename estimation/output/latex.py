@@ -1,17 +1,18 @@
-"""LaTeX tables of a calibration, built only from the files of its results folder.
+"""LaTeX tables of a calibration, rendered from the view of its results folder.
 
-:func:`write_latex_tables` reads ``estimates.csv``, ``moments.csv``, ``sensitivity.csv`` and
-``report.json`` of a ``levelfield calibrate`` results folder and writes three table fragments next
-to them, each a ``tabular`` with booktabs rules (``\\toprule``, ``\\midrule``, ``\\bottomrule``) made by
-pandas' ``Styler.to_latex``, to be ``\\input{}`` into a document whose preamble has
-``\\usepackage{booktabs}`` (nothing else is needed: no siunitx, threeparttable or the like):
+:func:`write_latex_tables` reads the view of a ``levelfield calibrate`` results folder
+(``estimation.output.view.read_calibration``: ``estimates.csv``, ``moments.csv``, ``sensitivity.csv``
+and ``report.json``) and writes three table fragments next to them, each a ``tabular`` with booktabs
+rules (``\\toprule``, ``\\midrule``, ``\\bottomrule``) made by pandas' ``Styler.to_latex``,
+to be ``\\input{}`` into a document whose preamble has ``\\usepackage{booktabs}`` (nothing else
+is needed: no siunitx, threeparttable or the like):
 
 - ``estimates.tex``: parameter, estimate, standard error in parentheses, 95% interval; below the
   bottom rule, notes with N (agents, firms, occupations), the draw sets of the simulation noise,
   Hansen's J with its degrees of freedom and p-value, and the weighting (from ``report.json``);
 - ``moments.tex``: each moment's target, its SE, the model's value and the error in target SEs;
-- ``sensitivity.tex``: the Andrews-Gentzkow-Shapiro sensitivity scaled by the SEs (see
-  :func:`scaled_sensitivity`).
+- ``sensitivity.tex``: the Andrews-Gentzkow-Shapiro sensitivity scaled by the SEs
+  (``estimation.sensitivity_scaling``).
 
 Every number is in math mode (a true minus sign) with four significant digits (errors in SEs and
 scaled sensitivities with two decimals); very small or large numbers as ``1.234\\times10^{-5}``.
@@ -26,16 +27,16 @@ Every file is written atomically.
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from estimation.errors import OutputError
+from estimation.output.numbers import as_float, significant
 from estimation.output.runfiles import atomic_write_text
+from estimation.output.view import Calibration, read_calibration
 
 #: The files a calibration's results folder must hold for its LaTeX tables.
 CALIBRATION_FILES = ("estimates.csv", "moments.csv", "report.json")
@@ -53,41 +54,6 @@ _LATEX_PATTERN = re.compile("|".join(re.escape(k) for k in _LATEX_SPECIALS))
 def escape_latex(text: str) -> str:
     """``text`` with LaTeX's special characters escaped (``_`` to ``\\_``, ``%`` to ``\\%``, ...)."""
     return _LATEX_PATTERN.sub(lambda m: _LATEX_SPECIALS[m.group(0)], str(text))
-
-
-def as_float(value) -> float:
-    """A number from a CSV cell or report.json value: None, '' and 'nan' are NaN; 'inf' is inf."""
-    if value is None:
-        return math.nan
-    if isinstance(value, str):
-        value = value.strip()
-        if not value:
-            return math.nan
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def significant(x, digits: int = 4) -> tuple[str, int | None]:
-    """``x`` to ``digits`` significant digits: (mantissa, exponent), exponent None in fixed notation.
-
-    Fixed notation for 1e-4 <= |x| < 1e5 (``0.0009316``, ``254.8``, ``13320``), scientific otherwise
-    (``("9.316", -5)``); zero is ``("0", None)``. NaN and inf are the caller's to handle.
-    """
-    x = float(x)
-    if x == 0:
-        return "0", None
-    mag = math.floor(math.log10(abs(x)))
-    if -4 <= mag < 5:
-        decimals = max(0, digits - 1 - mag)
-        text = f"{x:.{decimals}f}"
-        # Rounding can carry into a new digit (9.9996 -> 10.000): drop the extra decimal.
-        if decimals > 0 and len(text.lstrip("-").replace(".", "").lstrip("0")) > digits:
-            text = f"{x:.{decimals - 1}f}"
-        return text, None
-    mantissa, exponent = f"{x:.{digits - 1}e}".split("e")
-    return mantissa, int(exponent)
 
 
 def tex_number(x, digits: int = 4, signed: bool = False, fixed: int | None = None) -> str:
@@ -115,71 +81,6 @@ def tex_number(x, digits: int = 4, signed: bool = False, fixed: int | None = Non
 def _inner(x, digits: int = 4) -> str:
     """:func:`tex_number` without its ``$`` delimiters (for use inside a formula)."""
     return tex_number(x, digits).strip("$")
-
-
-def read_report(folder: Path) -> dict:
-    """``report.json`` of a results folder as a dict (its 'inf'/'nan' strings left as they are)."""
-    path = Path(folder) / "report.json"
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise OutputError(f"{path}: not a readable report.json ({exc})") from exc
-
-
-def read_estimates(folder: Path) -> pd.DataFrame:
-    """``estimates.csv`` with ``se`` numeric (empty cells NaN) and ``se_note``, ``at_bound``, ``interval`` text.
-
-    Works before and after ``se_note`` and ``interval`` exist: a missing one is added, empty.
-    """
-    frame = pd.read_csv(Path(folder) / "estimates.csv", keep_default_na=False, na_values=[""],
-                        dtype={"parameter": str})
-    for col in ("estimate", "se", "ci_lower", "ci_upper", "lower_bound", "upper_bound", "start"):
-        if col in frame:
-            frame[col] = frame[col].map(as_float)
-    for col in ("se_note", "at_bound", "interval"):
-        # An all-empty column is read as float NaN: cast to object before filling it with text.
-        frame[col] = frame[col].astype(object).fillna("").astype(str) if col in frame else ""
-    return frame
-
-
-def read_moments(folder: Path) -> pd.DataFrame:
-    """``moments.csv`` (moment, symbol, target, se, model, error, error_in_se, ...)."""
-    return pd.read_csv(Path(folder) / "moments.csv", keep_default_na=False, na_values=[""],
-                       dtype={"moment": str, "symbol": str, "source": str})
-
-
-def scaled_sensitivity(folder: Path) -> pd.DataFrame | None:
-    """The AGS sensitivity of ``sensitivity.csv`` scaled by the SEs, parameters x moments.
-
-    ``sensitivity.csv`` holds Andrews, Gentzkow & Shapiro's (2017, QJE) Lambda = -(G'WG)^-1 G'W:
-    the first-order change in the estimate of parameter p per unit change in target m. Scaled by
-    the SEs means the standardised form Lambda_{p,m} * se_m / se_p, with se_m the target's standard
-    error (``se`` of ``moments.csv``) and se_p the parameter's (``se`` of ``estimates.csv``): the
-    change in the estimate, in its own standard errors, when target m moves by one of its standard
-    errors (what ``sensitivity.png`` and the CLI's table show). A parameter without a standard
-    error has a row of NaN. None when the folder has no ``sensitivity.csv``.
-    """
-    path = Path(folder) / "sensitivity.csv"
-    if not path.is_file():
-        return None
-    lam = pd.read_csv(path, index_col=0)
-    lam.index = lam.index.astype(str)
-    target_se = read_moments(folder).set_index("moment")["se"].astype(float)
-    param_se = read_estimates(folder).set_index("parameter")["se"]
-    se_p = param_se.reindex(lam.index).to_numpy(dtype=float)
-    se_m = target_se.reindex(lam.columns).to_numpy(dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        values = lam.to_numpy(dtype=float) * se_m[None, :] / se_p[:, None]
-    values[~np.isfinite(values)] = np.nan
-    return pd.DataFrame(values, index=lam.index, columns=lam.columns)
-
-
-def _sentence(text: str) -> str:
-    """``text`` with a capital first letter and a final full stop."""
-    text = str(text).strip()
-    if not text:
-        return text
-    return text[0].upper() + text[1:] + ("" if text.endswith((".", "!", "?")) else ".")
 
 
 def _markers(notes: list[str]) -> tuple[list[str], list[str]]:
@@ -219,45 +120,25 @@ def _styled(frame: pd.DataFrame, text_columns: list[str], column_format: str, es
     return styler.to_latex(hrules=True, column_format=column_format)
 
 
-def estimate_note(row) -> str:
-    """The note on one row of :func:`read_estimates` ('' if none), as a sentence.
-
-    Without a standard error: the reason in ``se_note`` (or "Standard error not available.");
-    with one at a binding bound (files written before ``se_note`` existed): that it assumes an
-    interior optimum.
-    """
-    if math.isnan(row.se):
-        return _sentence(row.se_note or "standard error not available")
-    if row.at_bound:
-        bound = row.lower_bound if row.at_bound == "lower" else row.upper_bound
-        return (f"At its {row.at_bound} bound ({as_float(bound):g}): the standard error assumes an interior "
-                "optimum and is not valid there.")
-    return ""
-
-
-def estimates_latex(folder: Path) -> str:
-    """The text of ``estimates.tex`` (see :func:`write_latex_tables`)."""
-    folder = Path(folder)
-    est = read_estimates(folder)
-    report = read_report(folder)
-    notes_per_row = [estimate_note(row) for row in est.itertuples()]
-    marks, legend = _markers(notes_per_row)
+def _estimate_rows(view: Calibration) -> tuple[pd.DataFrame, list[str]]:
+    """The body of estimates.tex (cells as LaTeX) and the legend of its footnote markers."""
+    marks, legend = _markers([e.note for e in view.estimates])
     rows = []
-    for row, mark in zip(est.itertuples(), marks):
+    for e, mark in zip(view.estimates, marks):
         # The marker goes on the missing SE, or on the estimate whose SE is not valid.
-        se = "---" + mark if math.isnan(row.se) else f"$({_inner(row.se)})$"
-        if math.isnan(row.ci_lower) or math.isnan(row.ci_upper):
+        se = "---" + mark if math.isnan(e.se) else f"$({_inner(e.se)})$"
+        if math.isnan(e.ci_lower) or math.isnan(e.ci_upper):
             interval = "---"
         else:
-            interval = f"$[{_inner(row.ci_lower)},\\ {_inner(row.ci_upper)}]$"
-        rows.append({"Parameter": row.parameter,
-                     "Estimate": tex_number(row.estimate) + ("" if math.isnan(row.se) else mark),
+            interval = f"$[{_inner(e.ci_lower)},\\ {_inner(e.ci_upper)}]$"
+        rows.append({"Parameter": e.parameter, "Estimate": tex_number(e.estimate) + ("" if math.isnan(e.se) else mark),
                      "SE": se, "95\\% interval": interval})
-    frame = pd.DataFrame(rows, columns=["Parameter", "Estimate", "SE", "95\\% interval"])
-    latex = _styled(frame, ["Parameter"], "lrrc", escape_headers=False)
+    return pd.DataFrame(rows, columns=["Parameter", "Estimate", "SE", "95\\% interval"]), legend
 
-    config = report.get("config", {})
-    notes = []
+
+def _run_notes(view: Calibration) -> list[str]:
+    """The notes of estimates.tex on the run: N, the draw sets, Hansen's J, the weighting, the intervals."""
+    config, j, notes = view.config, view.j_test, []
     n_agents = config.get("n_agents")
     if n_agents is not None:
         size = f"$N = {int(n_agents):,}$".replace(",", "{,}") + " simulated agents"
@@ -266,82 +147,74 @@ def estimates_latex(folder: Path) -> str:
         notes.append(size + (f" ({', '.join(extra)})" if extra else "") + ".")
     if config.get("n_sim") is not None:
         notes.append(f"Simulation noise from {int(config['n_sim'])} independent draw sets.")
-    j = report.get("j_test") or {}
-    if j:
-        p = as_float(j.get("p_value"))
-        df = j.get("df")
-        if math.isnan(p):
-            notes.append(f"Hansen's $J = {_inner(j.get('J'))}$ ({df} d.f.: no over-identifying "
+    if j is not None:
+        if math.isnan(j.p_value):
+            notes.append(f"Hansen's $J = {_inner(j.J)}$ ({j.df} d.f.: no over-identifying "
                          "restriction, no test).")
         else:
-            notes.append(f"Hansen's $J = {_inner(j.get('J'))}$ ({df} d.f.), "
-                         f"$p = {_inner(p, 3)}$.")
-    weighting = j.get("weights") or config.get("weights")
+            notes.append(f"Hansen's $J = {_inner(j.J)}$ ({j.df} d.f.), $p = {_inner(j.p_value, 3)}$.")
+    weighting = (j.weights if j is not None else "") or config.get("weights")
     if weighting:
         notes.append("Weighting: " + escape_latex(weighting) + ".")
-    kinds = _interval_kinds(est)
+    kinds = _interval_kinds(view)
     if kinds:
         notes.append("95\\% intervals: " + "; ".join(kinds) + ".")
-    return _with_notes(latex, notes + legend)
+    return notes
 
 
-def _interval_kinds(est: pd.DataFrame) -> list[str]:
+def estimates_latex(view: Calibration) -> str:
+    """The text of ``estimates.tex`` (see :func:`write_latex_tables`)."""
+    frame, legend = _estimate_rows(view)
+    latex = _styled(frame, ["Parameter"], "lrrc", escape_headers=False)
+    return _with_notes(latex, _run_notes(view) + legend)
+
+
+def _interval_kinds(view: Calibration) -> list[str]:
     """How each interval was formed (column ``interval`` of newer estimates.csv), grouped: LaTeX."""
-    if "interval" not in est:
-        return []
     groups: dict[str, list[str]] = {}
-    for row in est.itertuples():
-        kind = str(row.interval or "").strip()
+    for e in view.estimates:
+        kind = e.interval.strip()
         if kind and kind.lower() != "nan":
-            groups.setdefault(kind, []).append(row.parameter)
+            groups.setdefault(kind, []).append(e.parameter)
     if len(groups) == 1:
         return [escape_latex(next(iter(groups)))]
     return [f"{escape_latex(kind)} ({escape_latex(', '.join(names))})" for kind, names in groups.items()]
 
 
-def moments_latex(folder: Path) -> str:
+def moments_latex(view: Calibration) -> str:
     """The text of ``moments.tex`` (see :func:`write_latex_tables`)."""
-    mom = read_moments(Path(folder))
+    mom = view.moments
     frame = pd.DataFrame({
-        "Moment": mom["moment"].astype(str),
-        "Target": [tex_number(v) for v in mom["target"]],
-        "SE": [tex_number(v) for v in mom["se"]],
-        "Model": [tex_number(v) for v in mom["model"]],
-        "Error/SE": [tex_number(v, signed=True, fixed=2) for v in mom["error_in_se"]],
+        "Moment": [m.moment for m in mom],
+        "Target": [tex_number(m.target) for m in mom],
+        "SE": [tex_number(m.se) for m in mom],
+        "Model": [tex_number(m.model) for m in mom],
+        "Error/SE": [tex_number(m.error_in_se, signed=True, fixed=2) for m in mom],
     })
     latex = _styled(frame, ["Moment"], "lrrrr", escape_headers=True)
     return _with_notes(latex, ["Error/SE: (model $-$ target) / the target's SE."])
 
 
-def sensitivity_latex(folder: Path) -> str | None:
+def sensitivity_latex(view: Calibration) -> str | None:
     """The text of ``sensitivity.tex`` (see :func:`write_latex_tables`); None without sensitivity.csv."""
-    folder = Path(folder)
-    scaled = scaled_sensitivity(folder)
-    if scaled is None:
+    sens = view.sensitivity
+    if sens is None:
         return None
-    mom = read_moments(folder)
-    symbols = dict(zip(mom["moment"], mom["symbol"])) if "symbol" in mom else {}
+    symbols = view.symbols
     headers = []
-    for name in scaled.columns:
+    for name in sens.moments:
         found = re.fullmatch(r"m(\d+)", str(symbols.get(name, "")))
         headers.append(f"$m_{{{found.group(1)}}}$" if found else escape_latex(name))
-    est = read_estimates(folder).set_index("parameter")
-    notes_per_row = []
-    for name in scaled.index:
-        if name in est.index and math.isnan(est.loc[name, "se"]):
-            notes_per_row.append(_sentence(est.loc[name, "se_note"] or "standard error not available"))
-        else:
-            notes_per_row.append("")
-    marks, legend = _markers(notes_per_row)
-    rows = []
-    for (name, values), mark in zip(scaled.iterrows(), marks):
-        rows.append([escape_latex(name) + mark, *[tex_number(v, signed=True, fixed=2) for v in values]])
+    reasons = [(view.estimate(name).se_reason if view.estimate(name) else "") for name in sens.parameters]
+    marks, legend = _markers(reasons)
+    rows = [[escape_latex(name) + mark, *[tex_number(v, signed=True, fixed=2) for v in values]]
+            for name, values, mark in zip(sens.parameters, sens.scaled, marks)]
     frame = pd.DataFrame(rows, columns=["Parameter", *headers])
     latex = _styled(frame, [], "l" + "r" * len(headers), escape_headers=False)
     notes = [r"Entries: $\Lambda_{pm}\,\mathrm{se}_m/\mathrm{se}_p$, the change in the estimate of parameter $p$, "
              r"in its SEs, when target $m$ moves by one of its SEs (Andrews, Gentzkow \& Shapiro 2017; first order)."]
     if any(h.startswith("$m_") for h in headers):
-        notes.append("; ".join(f"{h}: {escape_latex(n)}" for h, n in zip(headers, scaled.columns)
+        notes.append("; ".join(f"{h}: {escape_latex(n)}" for h, n in zip(headers, sens.moments)
                                if h.startswith("$m_")) + ".")
     return _with_notes(latex, notes + legend)
 
@@ -364,9 +237,10 @@ def write_latex_tables(folder: Path) -> list[Path]:
         raise OutputError(f"{folder}: not a calibration's results folder (missing {', '.join(missing)}; "
                           f"LaTeX tables need {', '.join(CALIBRATION_FILES)} and sensitivity.csv)")
     written = []
-    tables = (("estimates.tex", estimates_latex(folder), "estimates.csv and report.json"),
-              ("moments.tex", moments_latex(folder), "moments.csv"),
-              ("sensitivity.tex", sensitivity_latex(folder), "sensitivity.csv, moments.csv and estimates.csv"))
+    view = read_calibration(folder)
+    tables = (("estimates.tex", estimates_latex(view), "estimates.csv and report.json"),
+              ("moments.tex", moments_latex(view), "moments.csv"),
+              ("sensitivity.tex", sensitivity_latex(view), "sensitivity.csv, moments.csv and estimates.csv"))
     for name, text, sources in tables:
         if text is None:
             continue

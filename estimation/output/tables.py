@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from estimation.output.view import Calibration
 
 console = Console(highlight=False)
 progress_console = Console(stderr=True, highlight=False)
@@ -87,105 +92,136 @@ def moments_report(values: dict, settings, seed: int, changed: dict, seconds: fl
     )
 
 
-def calibration_report(result) -> None:
-    """Print the tables of a calibration: estimates, fit, J, identification, sensitivity, Delta Gini."""
-    import math
-
-    import numpy as np
-
-    from jaxmodel import MOMENT_NAMES
-
-    report = result.to_report()
-    conv = Table(title="Convergence by starting point")
+def _convergence_table(view: Calibration) -> None:
+    conv = view.convergence
+    table = Table(title="Convergence by starting point")
     for col in ("start", "criterion", "max|grad|", "iterations", "method", "status"):
-        conv.add_column(col, justify="right" if col in ("criterion", "max|grad|", "iterations") else "left")
-    for i, s in enumerate(report["convergence"]["starts"]):
-        mark = " (best)" if i == report["convergence"]["best_start"] else ""
-        status = s["status"]
-        box = [n for n, b in s["at_bound"].items() if "search box" in b]
-        if box:
-            status += f"; stopped at the search box ({', '.join(box)})"
-        conv.add_row(f"{i}{mark}", _fmt(s["criterion"]), f"{s['grad_norm']:.1e}", str(s["iterations"]),
-                     s["method"], status)
-    console.print(conv)
+        table.add_column(col, justify="right" if col in ("criterion", "max|grad|", "iterations") else "left")
+    for i, s in enumerate(conv.starts):
+        mark = " (best)" if i == conv.best_start else ""
+        status = s.status
+        if s.at_search_box:
+            status += f"; stopped at the search box ({', '.join(s.at_search_box)})"
+        table.add_row(f"{i}{mark}", _fmt(s.criterion), f"{s.grad_norm:.1e}", str(s.iterations), s.method, status)
+    console.print(table)
 
-    est = Table(title="Estimates (sandwich SEs with simulation noise; 95% intervals inside the bounds)")
+
+def _estimates_table(view: Calibration) -> None:
+    table = Table(title="Estimates (sandwich SEs with simulation noise; 95% intervals inside the bounds)")
     for col in ("parameter", "estimate", "se", "95% interval", "interval from", "search box", "at bound"):
-        est.add_column(col, justify="right" if col in ("estimate", "se") else "left")
-    for row in report["estimates"]:
-        bound = f"[{row['lower_bound']:g}, {row['upper_bound']:g}]"
-        ci = f"[{_fmt(row['ci_lower'])}, {_fmt(row['ci_upper'])}]"
-        at = f"[bold yellow]{row['at_bound']}[/]" if row["at_bound"] else ""
-        se = "-" if row["se_note"] else _fmt(row["se"])
-        est.add_row(row["parameter"], _fmt(row["estimate"]), se, ci, row["interval"].split(" (")[0].replace(
-            " delta method", ""), bound, at)
-    console.print(est)
-    for row in report["estimates"]:
-        if row["se_note"]:
-            console.print(f"[yellow]{row['parameter']}: {row['se_note']}.[/]")
+        table.add_column(col, justify="right" if col in ("estimate", "se") else "left")
+    for e in view.estimates:
+        bound = f"[{e.lower_bound:g}, {e.upper_bound:g}]"
+        ci = f"[{_fmt(e.ci_lower)}, {_fmt(e.ci_upper)}]"
+        at = f"[bold yellow]{e.at_bound}[/]" if e.at_bound else ""
+        se = "-" if e.se_note else _fmt(e.se)
+        table.add_row(e.parameter, _fmt(e.estimate), se, ci, e.interval.split(" (")[0].replace(" delta method", ""),
+                      bound, at)
+    console.print(table)
+    for e in view.estimates:
+        if e.se_note:
+            console.print(f"[yellow]{e.parameter}: {e.se_note}.[/]")
     console.print("SEs are on the parameters' natural scale; intervals come from the delta method on the "
                   "optimiser's unconstrained scale (logit or log of the distance to the bounds), so they stay "
                   "inside the search box.")
 
-    fit = Table(title=f"Fit of the targets (criterion g'Wg = {result.criterion:.4f})")
+
+def _fit_table(view: Calibration) -> None:
+    table = Table(title=f"Fit of the targets (criterion g'Wg = {view.criterion:.4f})")
     for col in ("", "moment", "target", "se", "model", "error / se"):
-        fit.add_column(col, justify="left" if col in ("", "moment") else "right")
-    for row in report["moments"]:
-        fit.add_row(row["symbol"], row["moment"], _fmt(row["target"]), _fmt(row["se"]), _fmt(row["model"]),
-                    f"{row['error_in_se']:+.2f}")
-    console.print(fit)
+        table.add_column(col, justify="left" if col in ("", "moment") else "right")
+    for m in view.moments:
+        table.add_row(m.symbol, m.moment, _fmt(m.target), _fmt(m.se), _fmt(m.model), f"{m.error_in_se:+.2f}")
+    console.print(table)
 
-    j = report["j_test"]
-    p = "n/a (exactly identified)" if j["p_value"] is None else f"{j['p_value']:.3f}"
-    console.print(f"Hansen J = {j['J']:.3f} with {j['df']} degree(s) of freedom, p-value {p} ({j['weights']}).")
 
-    ident = report["identification"]
-    if ident.get("reason"):
-        console.print(f"[bold red]No inference: {ident['reason']}.[/]")
+def _j_test_line(view: Calibration) -> None:
+    j = view.j_test
+    p = "n/a (exactly identified)" if math.isnan(j.p_value) else f"{j.p_value:.3f}"
+    console.print(f"Hansen J = {j.J:.3f} with {j.df} degree(s) of freedom, p-value {p} ({j.weights}).")
+
+
+def _identification_lines(view: Calibration) -> None:
+    ident = view.identification
+    if ident.reason:
+        console.print(f"[bold red]No inference: {ident.reason}.[/]")
         return
-    cond = "inf" if ident["condition_number"] == math.inf else f"{ident['condition_number']:.3g}"
-    sv = ", ".join(f"{x:.3g}" for x in ident["singular_values"])
-    colour = "green" if ident["identified"] else "bold red"
-    console.print(f"Identification: rank [{colour}]{ident['rank']} of {ident['n_params']}[/], singular values of "
+    cond = "inf" if ident.condition_number == math.inf else f"{ident.condition_number:.3g}"
+    sv = ", ".join(f"{x:.3g}" for x in ident.singular_values)
+    colour = "green" if ident.identified else "bold red"
+    console.print(f"Identification: rank [{colour}]{ident.rank} of {ident.n_params}[/], singular values of "
                   f"W^1/2 G: {sv}; condition number {cond}.")
-    for weak in ident["weak_directions"]:
-        console.print(f"  weakly identified direction (singular value {weak['singular_value']:.2e}): {weak['text']}")
-    if not ident["identified"]:
+    for weak in ident.weak_directions:
+        console.print(f"  weakly identified direction (singular value {weak.singular_value:.2e}): {weak.text}")
+    if not ident.identified:
         console.print("[bold red]The free parameters are not locally identified by these moments: the estimates "
                       "are one point of a set; standard errors, sensitivity and the decomposition are not "
                       "reported.[/]")
+
+
+def _identified(view: Calibration) -> bool:
+    ident = view.identification
+    return ident is not None and not ident.reason and ident.identified
+
+
+def _sensitivity_table(view: Calibration) -> None:
+    if not _identified(view) or view.sensitivity is None:
         return
+    sens = view.sensitivity
+    table = Table(title="Sensitivity Lambda = -(G'WG)^-1 G'W, in parameter SEs per target SE")
+    table.add_column("parameter")
+    for i in range(len(sens.moments)):
+        table.add_column(f"m{i + 1}", justify="right")
+    for name, row in zip(sens.parameters, sens.scaled):
+        table.add_row(name, *[f"{v:+.2f}" for v in row])
+    console.print(table)
 
-    sens = Table(title="Sensitivity Lambda = -(G'WG)^-1 G'W, in parameter SEs per target SE")
-    sens.add_column("parameter")
-    for i in range(len(MOMENT_NAMES)):
-        sens.add_column(f"m{i + 1}", justify="right")
-    for j, name in enumerate(result.free.names):
-        scaled = result.sensitivity[j] * result.targets.se / result.se[j]
-        sens.add_row(name, *[f"{v:+.2f}" for v in scaled])
-    console.print(sens)
 
-    dec = result.decomposition
+def _delta_gini_tables(view: Calibration) -> None:
+    dec = view.decomposition
+    if not _identified(view) or dec is None:
+        return
     gini = Table(title=f"Delta Gini at the estimate = {dec.delta_gini:+.5f} ({dec.regime}): what moves it")
     for col in ("target", "effect of +1 se", "share", "se to flip sign"):
         gini.add_column(col, justify="left" if col == "target" else "right")
     for t in dec.targets:
-        flip = "never (first order)" if not np.isfinite(t["se_to_flip_sign"]) else f"{t['se_to_flip_sign']:+.2f}"
-        gini.add_row(t["moment"], f"{t['effect_of_one_se']:+.5f}", f"{100 * t['share_of_total_effect']:.0f}%", flip)
+        flip = "never (first order)" if not math.isfinite(t.se_to_flip_sign) else f"{t.se_to_flip_sign:+.2f}"
+        gini.add_row(t.moment, f"{t.effect_of_one_se:+.5f}", f"{100 * t.share_of_total_effect:.0f}%", flip)
     console.print(gini)
     params = Table(title="Delta Gini by parameter")
     for col in ("parameter", "dDeltaGini/dtheta", "effect of +1 se"):
         params.add_column(col, justify="left" if col == "parameter" else "right")
-    for prow in dec.parameters:
-        params.add_row(prow["parameter"], f"{prow['d_delta_gini_d_parameter']:+.4f}", f"{prow['effect_of_one_se']:+.5f}")
+    for p in dec.parameters:
+        params.add_row(p.parameter, f"{p.d_delta_gini_d_parameter:+.4f}", f"{p.effect_of_one_se:+.5f}")
     console.print(params)
-    for f in result.flip_checks:
+    for f in view.flip_checks:
         verdict = "flips" if f.sign_flipped else "does not flip"
         console.print(
             f"Check by re-estimation: moving {f.moment} by {f.se_moved:+.2f} se gives Delta Gini "
             f"{f.delta_gini_after_reestimation:+.2e} (was {f.delta_gini_before:+.2e}; sign {verdict}); "
             f"secant estimate of the move that flips it: {f.se_to_flip_sign_secant:+.2f} se."
         )
+
+
+#: The terminal's rendering of each section of ``estimation.output.sections`` it shows (the summary and
+#: the configuration are the page's only).
+_CALIBRATION_SECTIONS = {"estimates": _estimates_table, "fit": _fit_table, "j_test": _j_test_line,
+                         "identification": _identification_lines, "sensitivity": _sensitivity_table,
+                         "delta_gini": _delta_gini_tables, "convergence": _convergence_table}
+
+
+def calibration_report(result) -> None:
+    """Print the tables of a calibration, section by section in the order of report.html: estimates,
+    fit, J, identification, sensitivity, Delta Gini, convergence (``result``: a ``Result``, or the view
+    of a results folder, ``estimation.output.view.Calibration``)."""
+    from estimation.output import sections
+    from estimation.output.view import Calibration, calibration_view
+
+    view = result if isinstance(result, Calibration) else calibration_view(result)
+    for section in sections.calibration_sections(view):
+        show = _CALIBRATION_SECTIONS.get(section.id)
+        if show is not None:
+            show(view)
 
 
 class CalibrationProgress:

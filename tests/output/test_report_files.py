@@ -9,6 +9,11 @@ programs come from the session's cache. Then:
   rounding; they compile in a minimal document if ``pdflatex`` is on PATH;
 - ``report.html`` of each kind holds every table, every PNG of its folder as a data URI, no
   network reference and no script;
+- the view of a calibration's folder (``estimation.output.view``), read back from its files, equals
+  the view the run produced in memory and the numbers of its report.json; the page has one section
+  per entry of the shared list, in its order;
+- the template escapes: the fixture's targets file has a ``source`` holding ``<script>``, which the
+  page shows as text, as it does a ``<script>`` in a note;
 - headless Chromium loads each report from a file:// URL: its screenshot is a real, not blank,
   picture and its DOM has the tables and the images. ``LEVELFIELD_SCREENSHOT=docs/report.png``
   copies the calibration's screenshot there (the README's picture):
@@ -18,6 +23,8 @@ programs come from the session's cache. Then:
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import math
 import os
 import re
@@ -32,8 +39,10 @@ import pandas as pd
 import pytest
 
 from estimation.errors import OutputError
+from estimation.output import sections, tables
 from estimation.output.html import build_report, folder_kind
-from estimation.output.latex import scaled_sensitivity, write_latex_tables
+from estimation.output.latex import write_latex_tables
+from estimation.output.view import calibration_from_report, calibration_view, read_calibration
 from tests.helpers import run_cli
 
 CHROMIUM = next((p for p in (shutil.which("chromium"), "/usr/bin/chromium") if p and Path(p).is_file()), None)
@@ -47,12 +56,37 @@ def _cli(*argv: str) -> None:
     assert code == 0, (out + err)[-3000:]
 
 
+#: A target's source that a page must show as text, never run.
+SCRIPT = '<script>alert("levelfield")</script> & more'
+
+#: The view the fixture's run produced in memory (recorded by its terminal report).
+PRODUCED: dict = {}
+
+
+def scaled_sensitivity(folder: Path) -> pd.DataFrame:
+    return read_calibration(folder).sensitivity.scaled_frame()
+
+
 @pytest.fixture(scope="module")
 def calibrate_dir(tmp_path_factory) -> Path:
-    # The command of tests/msm/test_calibration.py: the same compiled programs.
-    out = tmp_path_factory.mktemp("report") / "calibrate"
-    _cli("calibrate", "--agents", "5000", "--firms", "50", "--starts", "2", "--sim-sets", "6", "--max-iter", "25",
-         "--out", str(out))
+    # The command of tests/msm/test_calibration.py: the same compiled programs. The targets are the
+    # shipped ones, with a source that holds a script.
+    base = tmp_path_factory.mktemp("report")
+    shipped = pd.read_csv(Path(__file__).resolve().parents[2] / "estimation" / "data" / "targets_default.csv")
+    shipped.loc[0, "source"] = SCRIPT
+    targets = base / "targets.csv"
+    shipped.to_csv(targets, index=False)
+    out = base / "calibrate"
+    report = tables.calibration_report
+
+    def record(result):
+        PRODUCED["view"] = calibration_view(result)
+        report(result)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(tables, "calibration_report", record)
+        _cli("calibrate", "--agents", "5000", "--firms", "50", "--starts", "2", "--sim-sets", "6", "--max-iter", "25",
+             "--targets", str(targets), "--out", str(out))
     return out
 
 
@@ -137,8 +171,6 @@ def test_latex_tables_structure_and_numbers(calibrate_dir):
 
     estimates = (calibrate_dir / "estimates.tex").read_text()
     _check_estimates(estimates, calibrate_dir)
-    import json
-
     report = json.loads((calibrate_dir / "report.json").read_text())
     notes = estimates[estimates.index("\\end{tabular}"):]
     assert "$N = 5{,}000$" in notes and "6 independent draw sets" in notes
@@ -437,3 +469,43 @@ def test_report_in_a_browser(kind, request, tmp_path):
         assert f"T_{name}" in page.tables, name
     assert len(page.images) == len(list(folder.glob("*.png")))
     assert all(src.startswith("data:image/png;base64,") for src in page.images)
+
+
+# --- the view and the template -------------------------------------------------------------------
+
+
+def test_view_of_the_folder_equals_the_view_of_the_run(calibrate_dir):
+    from_files = dataclasses.asdict(read_calibration(calibrate_dir))
+    # Exactly (NaN equal to NaN): the CSVs and report.json round-trip float64.
+    np.testing.assert_equal(from_files, dataclasses.asdict(PRODUCED["view"]))
+    report = json.loads((calibrate_dir / "report.json").read_text("utf-8"))
+    np.testing.assert_equal(from_files, dataclasses.asdict(calibration_from_report(report)))
+    view = read_calibration(calibrate_dir)
+    assert [e.parameter for e in view.estimates] == list(pd.read_csv(calibrate_dir / "estimates.csv")["parameter"])
+    assert view.sensitivity.scaled.shape == (len(view.estimates), len(view.moments))
+
+
+def test_page_sections_are_the_shared_list(calibrate_dir):
+    text = build_report(calibrate_dir).read_text(encoding="utf-8")
+    figures = [p.name for p in sorted(calibrate_dir.glob("*.png"))]
+    expected = [s.id for s in sections.calibration_sections(read_calibration(calibrate_dir), figures)]
+    assert re.findall(r'<section id="([^"]+)">', text) == expected
+    assert expected[0] == "summary" and "convergence" in expected
+
+
+def test_template_escapes_the_folder_text(calibrate_dir, tmp_path):
+    text = build_report(calibrate_dir).read_text(encoding="utf-8")
+    assert "<script" not in text.lower() and "&lt;script&gt;" in text
+    page = _parse(text)
+    assert page.scripts == 0
+    sources = [row[-1] for row in page.tables["T_fit"][1:]]
+    assert sources[0] == SCRIPT  # shown as text
+    # A note of the page's own template (not a pandas table) is escaped too.
+    folder = _variant(calibrate_dir, tmp_path / "note", "note")
+    est = pd.read_csv(folder / "estimates.csv", keep_default_na=False, na_values=[""])
+    est.loc[est["parameter"] == "sigma_nu", "se_note"] = "<script>alert(1)</script> binding"
+    est.to_csv(folder / "estimates.csv", index=False)
+    text = build_report(folder).read_text(encoding="utf-8")
+    assert "<script" not in text.lower()
+    warn = re.search(r'<p class="warn">(.*?)</p>', text, re.S).group(1)
+    assert "sigma_nu: &lt;script&gt;alert(1)&lt;/script&gt; binding." in warn
