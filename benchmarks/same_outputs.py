@@ -67,8 +67,10 @@ WHITESPACE_INSENSITIVE = ("report.html",)
 
 
 def without_whitespace(text: str) -> str:
-    """``text`` with whitespace next to a tag removed and every other run of it one space."""
+    """``text`` with whitespace next to a tag removed and every other run of it one space, and the
+    page's wall-time cell (the JSON's "seconds", left out there too) blanked."""
     text = re.sub(r"\s*(<[^>]*>)\s*", r"\1", text)
+    text = re.sub(r"(wall time</t[hd]><td[^>]*>)[^<]*", r"\1", text)
     return re.sub(r"\s+", " ", text).strip()
 
 
