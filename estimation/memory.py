@@ -21,7 +21,7 @@ from estimation.errors import ConfigError
 
 #: Peak bytes per simulated agent (see the module docstring): the slope of peak RSS in N.
 BYTES_PER_AGENT: dict[tuple[str, str], int] = {
-    ("simulate", "float64"): 360,
+    ("simulate", "float64"): 370,
     ("simulate", "float32"): 215,
     ("calibrate", "float64"): 1_500,
     ("calibrate", "float32"): 900,
