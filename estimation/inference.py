@@ -143,19 +143,48 @@ def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, bind
 
 
 def j_statistic(errors: np.ndarray, moments_cov: np.ndarray, n_params: int) -> dict:
-    """Hansen's J = g' Omega^{-1} g at the estimate, under optimal weights W = Omega^{-1}.
+    """Hansen's J = g' Sigma^-1 g at the estimate, under optimal weights W = Sigma^-1 (:func:`j_test`
+    without a Jacobian and weights): {"J", "df", "p_value"}."""
+    out = j_test(errors, moments_cov, n_params)
+    del out["form"]
+    return out
 
-    With m moments and k parameters J is chi-squared with m - k degrees of freedom under the model;
-    with no over-identifying restriction (m = k) there is no test and the p-value is None.
+
+def j_test(errors: np.ndarray, moments_cov: np.ndarray, n_params: int, jacobian: np.ndarray | None = None,
+           weights: np.ndarray | None = None) -> dict:
+    """Hansen's J at the estimate, valid under any weights (MODEL.md section 7).
+
+    Without ``jacobian`` and ``weights`` (optimal weights W = Sigma^-1): J = g' Sigma^-1 g. Under
+    other weights the errors at the estimate have asymptotic covariance
+    S = (I - H) Sigma (I - H)' with H = G (G'WG)^-1 G'W, of rank m - k, and J = g' S^+ g is
+    chi-squared with rank(S) degrees of freedom (S^+ the Moore-Penrose inverse, from the eigenvalues
+    of S above 1e-10 times its largest). Where the first-order condition G'Wg = 0 holds with
+    W = Sigma^-1 the two forms agree. With no over-identifying restriction there is no test and the
+    p-value is None.
 
     Args:
         errors: (m,) g = m(theta_hat) - m_data.
-        moments_cov: (m, m) Omega (targets plus simulation noise).
+        moments_cov: (m, m) Sigma = Omega + Omega_sim.
+        jacobian: (m, k) G = dm/dtheta at the estimate; weights: (m, m) W the estimate used.
+
+    Returns:
+        {"J", "df", "p_value", "form"}: form "g' Sigma^-1 g" or "g' S^+ g".
     """
-    j = float(errors @ np.linalg.solve(moments_cov, errors))
-    df = errors.size - n_params
+    if jacobian is None or weights is None:
+        j = float(errors @ np.linalg.solve(moments_cov, errors))
+        df, form = errors.size - n_params, "g' Sigma^-1 g"
+    else:
+        G, W = np.asarray(jacobian, float), np.asarray(weights, float)
+        H = G @ np.linalg.solve(G.T @ W @ G, G.T @ W)
+        residual = np.eye(errors.size) - H
+        S = residual @ moments_cov @ residual.T
+        values, vectors = np.linalg.eigh((S + S.T) / 2.0)
+        keep = values > 1e-10 * max(float(values.max()), 0.0)
+        projected = vectors[:, keep].T @ errors
+        j = float(np.sum(projected**2 / values[keep]))
+        df, form = int(np.sum(keep)), "g' S^+ g"
     p_value = float(gammaincc(df / 2.0, j / 2.0)) if df > 0 else None
-    return {"J": j, "df": df, "p_value": p_value}
+    return {"J": j, "df": df, "p_value": p_value, "form": form}
 
 
 def symmetric_sqrt(weights: np.ndarray) -> np.ndarray:

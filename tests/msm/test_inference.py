@@ -114,3 +114,49 @@ def test_free_parameter_maps_round_trip_and_stay_inside():
 def test_bad_free_parameters_are_refused(names, bounds, fragment):
     with pytest.raises(ConfigError, match=fragment):
         free_parameters(names, bounds)
+
+
+def _at_an_estimate(rng, m: int, k: int, W: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(G, Sigma, g) with g satisfying the first-order condition G'W g = 0 of an estimate made with W."""
+    G = rng.normal(size=(m, k))
+    A = rng.normal(size=(m, m))
+    sigma = A @ A.T / m + 0.1 * np.eye(m)
+    raw = rng.normal(size=m)
+    g = raw - G @ np.linalg.solve(G.T @ W @ G, G.T @ W @ raw)
+    return G, sigma, g
+
+
+def test_j_test_under_optimal_weights_is_g_sigma_inverse_g():
+    """With W = Sigma^-1 and G'Wg = 0, g' S^+ g = g' Sigma^-1 g (the generalised form reduces to Hansen's)."""
+    rng = np.random.default_rng(0)
+    for m, k in ((6, 5), (6, 3), (4, 2)):
+        A = rng.normal(size=(m, m))
+        sigma = A @ A.T / m + 0.1 * np.eye(m)
+        W = np.linalg.inv(sigma)
+        G = rng.normal(size=(m, k))
+        raw = rng.normal(size=m)
+        g = raw - G @ np.linalg.solve(G.T @ W @ G, G.T @ W @ raw)
+        general = inference.j_test(g, sigma, k, jacobian=G, weights=W)
+        plain = inference.j_test(g, sigma, k)
+        # Same number by two algebraic routes: rounding of 6 x 6 solves, 1e-10 relative.
+        assert general["J"] == pytest.approx(plain["J"], rel=1e-10) and general["df"] == plain["df"] == m - k
+        assert general["form"] == "g' S^+ g" and plain["form"] == "g' Sigma^-1 g"
+
+
+@pytest.mark.parametrize("kind", ["diagonal", "identity"])
+def test_j_test_under_other_weights_is_the_generalised_form(kind):
+    """Under W other than Sigma^-1, J = g' S^+ g with S = (I - H) Sigma (I - H)', computed here by an
+    independent route (NumPy's pinv of the explicit S; H from lstsq), with df = m - k."""
+    rng = np.random.default_rng(1)
+    m, k = 6, 3
+    W = np.eye(m) if kind == "identity" else np.diag(1.0 / rng.uniform(0.01, 0.1, m) ** 2)
+    G, sigma, g = _at_an_estimate(rng, m, k, W)
+    C = np.linalg.cholesky(W)
+    H = G @ np.linalg.lstsq(C.T @ G, C.T, rcond=None)[0]  # G (G'WG)^-1 G'W via least squares on C'G
+    S = (np.eye(m) - H) @ sigma @ (np.eye(m) - H).T
+    expected = float(g @ np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ g)
+    got = inference.j_test(g, sigma, k, jacobian=G, weights=W)
+    assert got["df"] == m - k == np.linalg.matrix_rank(S, tol=1e-10 * np.abs(S).max())
+    assert got["J"] == pytest.approx(expected, rel=1e-8)
+    # And it is not Hansen's g' Sigma^-1 g, which is wrong under these weights.
+    assert abs(got["J"] - inference.j_test(g, sigma, k)["J"]) > 1e-3 * got["J"]
