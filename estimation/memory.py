@@ -23,8 +23,6 @@ from estimation.errors import ConfigError
 BYTES_PER_AGENT: dict[tuple[str, str], int] = {
     ("simulate", "float64"): 370,
     ("simulate", "float32"): 215,
-    ("calibrate", "float64"): 1_500,
-    ("calibrate", "float32"): 900,
 }
 #: The part of a process's peak that does not grow with N (interpreter, JAX, compiler).
 FIXED_BYTES = 620 * 2**20
