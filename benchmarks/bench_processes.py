@@ -163,7 +163,7 @@ def main() -> int:
     import inspect
 
     from estimation import distributed
-    from estimation.msm import optimiser
+    from estimation.msm import noise
 
     msm_calibrate = importlib.import_module("estimation.msm.calibrate")
 
@@ -172,7 +172,7 @@ def main() -> int:
         print(f"no CPU collectives: {why}", file=sys.stderr)
         return 1
     sharded = "place_draws" in inspect.getsource(msm_calibrate._problem)
-    spread = "distributed.simulated_moments" in inspect.getsource(optimiser.simulated_moments)
+    spread = "distributed.simulated_moments" in inspect.getsource(noise.simulated_moments)
     work = Path(tempfile.mkdtemp(prefix="bench-processes-"))
     try:
         moments = bench_moments(args.agents, args.repeats, work)

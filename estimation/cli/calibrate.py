@@ -8,7 +8,14 @@ import json
 import sys
 from pathlib import Path
 
-from estimation.cli.options import add_model_options, add_results_options, default_out, parse_assignments, positive_int
+from estimation.cli.options import (
+    add_model_options,
+    add_results_options,
+    default_out,
+    optimizer_name,
+    parse_assignments,
+    positive_int,
+)
 from estimation.errors import ConfigError
 
 
@@ -18,9 +25,9 @@ def register(commands) -> None:
         help="estimate the model by the method of simulated moments (the main job)",
         description=(
             "Estimate the free parameters by the method of simulated moments (MODEL.md section 7): "
-            "minimise g'Wg with g = m(theta) - m_data by Levenberg-Marquardt with exact autodiff Jacobians from "
-            "several starts, then report standard errors (with simulation noise), the J test, "
-            "Andrews-Gentzkow-Shapiro sensitivity, local identification and what pins the sign of "
+            "minimise g'Wg with g = m(theta) - m_data from several starts, advanced together by one optax "
+            "loop (by default Levenberg-Marquardt with exact autodiff Jacobians; --optimizer), then report "
+            "standard errors (with simulation noise), the J test, Andrews-Gentzkow-Shapiro sensitivity, local identification and what pins the sign of "
             "Delta Gini. Results go to --out (never overwritten without --force); an interrupted run "
             "continues with --resume."
         ),
@@ -38,6 +45,10 @@ def register(commands) -> None:
     est.add_argument("--starts", type=positive_int, default=3, metavar="S", help="starting points (default 3)")
     est.add_argument("--max-iter", type=positive_int, default=100, metavar="K",
                      help="most optimiser iterations (evaluations of the moments and their Jacobian) per start (default 100)")
+    est.add_argument("--optimizer", type=optimizer_name, default="lm", metavar="NAME",
+                     help="the optimiser: lm (default; bounded Levenberg-Marquardt with the NL2SOL secant term, "
+                          "exact Jacobians) or lbfgs (optax.lbfgs with its zoom line search on the unconstrained "
+                          "scale, reverse-mode gradients)")
     est.add_argument("--sim-sets", type=positive_int, default=20, metavar="R",
                      help="independent draw sets for the simulation noise Omega_sim (default 20)")
     est.add_argument("--flip-checks", type=int, default=2, metavar="K",
@@ -98,6 +109,7 @@ def run(args: argparse.Namespace) -> int:
             spec=args.spec, precision=args.precision, fp_damping=args.fp_damping,
             fp_solver=args.fp_solver, seed=args.seed,
             n_starts=args.starts, max_iter=args.max_iter, n_sim=args.sim_sets, flip_checks=args.flip_checks,
+            optimizer=args.optimizer,
         )
         if free is not None:
             config = dataclasses.replace(config, free=free)

@@ -56,6 +56,15 @@ def positive_int(text: str) -> int:
     return value
 
 
+def optimizer_name(text: str) -> str:
+    """--optimizer NAME: one of ``estimation.msm.optimiser.OPTIMISERS`` (checked before any work)."""
+    from estimation.msm.optimiser import OPTIMISERS
+
+    if text not in OPTIMISERS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an optimiser; choose from {', '.join(OPTIMISERS)}")
+    return text
+
+
 def seed(text: str) -> int:
     try:
         value = int(text)

@@ -33,7 +33,7 @@ def place_draws(draws):
 
 
 def simulated_moments(params, key, settings, n_sets: int):
-    """``estimation.msm.optimiser.simulated_moments`` with the draw sets spread over every device of
+    """``estimation.msm.noise.simulated_moments`` with the draw sets spread over every device of
     every process: (n_sets, 6) as a NumPy array on every process.
 
     The sets are independent, so each device simulates its share whole (its own draws, no

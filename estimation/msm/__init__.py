@@ -6,7 +6,8 @@ are in ``estimation.msm.result``; the configuration in ``estimation.msm.config``
 
 from estimation.msm.calibrate import calibrate, reestimate
 from estimation.msm.config import CalibrationConfig, load_weight_matrix
-from estimation.msm.optimiser import Problem, Status, Tolerances, evaluate, simulated_moments, simulation_noise
+from estimation.msm.noise import simulated_moments, simulation_noise
+from estimation.msm.optimiser import OPTIMISERS, Problem, Status, Tolerances, evaluate
 from estimation.msm.result import (
     Decomposition,
     FixedPoint,
@@ -27,6 +28,7 @@ __all__ = [
     "FlipCheck",
     "Identification",
     "JTest",
+    "OPTIMISERS",
     "Problem",
     "Result",
     "SecondStep",

@@ -2,8 +2,9 @@
 
 1. ``validate``: every input, before any heavy work (``estimation.msm.config``).
 2. draws: the estimation's draws, and the workers' assignment when it cannot move.
-3. optimisation: minimise g'Wg from several starts (Levenberg-Marquardt with exact Jacobians,
-   ``estimation.msm.optimiser``), checkpointed after every iteration.
+3. optimisation: minimise g'Wg from several starts, all advanced together by one optax loop
+   (Levenberg-Marquardt with exact Jacobians by default, ``estimation.msm.optimiser``),
+   checkpointed after every iteration.
 4. two-step (``weights="optimal"``): W2 = (Sigma_targets + Omega_sim)^-1 at the first-step estimate,
    and the same optimisation again from every first-step end point.
 5. inference: at the estimate, the Jacobian G by forward-mode autodiff (the optimiser's own
@@ -29,11 +30,11 @@ import numpy as np
 import jaxmodel
 from estimation import distributed, inference
 from estimation.errors import NumericalError, OutputError
-from estimation.msm import optimiser, sensitivity
+from estimation.msm import noise, optimiser, sensitivity
 from estimation.msm.checkpoint import Checkpointer
 from estimation.msm.config import CalibrationConfig, Inputs, input_files, validate
-from estimation.msm.optimiser import Problem, StartRecord, Tolerances
-from estimation.msm.parameters import FreeParameters
+from estimation.msm.optimiser import Multistart, Problem, StartRecord, Tolerances
+from estimation.msm.parameters import FreeParameters, starting_points
 from estimation.msm.result import (
     Decomposition,
     FlipCheck,
@@ -64,7 +65,7 @@ def calibrate(
             ``overrides`` replace its fields, e.g. ``calibrate(n_agents=10_000, free=("xi",))``.
         out: results folder; never overwritten unless ``force``; ``resume`` continues an interrupted
             run that wrote to the same folder (same configuration required).
-        progress: called as progress(event, payload) with ``("stage1" | "stage2", BatchState)`` after
+        progress: called as progress(event, payload) with ``("stage1" | "stage2", optimiser.Batch)`` after
             every optimiser iteration and ``("step", text)`` between post-estimation steps.
 
     Returns:
@@ -89,7 +90,7 @@ def calibrate(
     tol = config.tolerances()
 
     run.clock.switch("optimisation")
-    starts = optimiser.starting_points(inputs.free, inputs.base, config.n_starts, config.seed)
+    starts = starting_points(inputs.free, inputs.base, config.n_starts, config.seed)
     run.say(f"Optimising from {config.n_starts} start(s), N = {inputs.settings.n_agents:_}")
     records, best = run.stage("stage1", starts, inputs.free, problem, tol)
     theta = records[best].theta
@@ -111,7 +112,7 @@ def calibrate(
         run.clock.switch("flip checks")
         run.say("Re-estimating with the targets that flip Delta Gini soonest: "
                 + ", ".join(f"{t['moment']} {t['se_to_flip_sign']:+.2f} se" for t in checks))
-        flips = _flip_checks(checks, theta, est, inputs, problem, tol)
+        flips = _flip_checks(checks, theta, est, inputs, problem, tol, config.optimizer, config.n_starts)
 
     result = Result(
         config=config, targets=inputs.targets, free=inputs.free, estimates=np.asarray(theta), se=est.se,
@@ -146,18 +147,21 @@ class _Run:
         returns one record per start and the index of the best finite one."""
         records = self.checkpoint.records(name)
         if records is None:
-            batch = self.checkpoint.batch(name)
-            if batch is None:
-                batch = optimiser.new_batch(theta0, problem)
-                self.checkpoint.save(name, batch)
+            how = _how(self.config, tol)
+            arrays = self.checkpoint.batch(name, how.optimizer)
+            if arrays is None:
+                state = optimiser.new_batch(theta0, problem, how, free)
+                self.checkpoint.save(name, optimiser.Batch(jax.device_get(state), how))
+            else:
+                state = optimiser.restore_batch(arrays, theta0, problem, how, free)
 
-            def on_iteration(b: optimiser.BatchState) -> None:
+            def on_iteration(b: optimiser.Batch) -> None:
                 self.checkpoint.save(name, b)
                 if self.progress is not None:
                     self.progress(name, b)
 
-            batch = optimiser.run_batch(batch, problem, free, tol, on_iteration)
-            records = optimiser.finish_starts(batch, theta0, free, problem)
+            state = optimiser.run_batch(state, problem, how, on_iteration)
+            records, _ = optimiser.finish_starts(state, theta0, free, problem, how)
             self.checkpoint.finish(name, records)
         finite = [i for i, r in enumerate(records) if np.isfinite(r.value)]
         if not finite:
@@ -188,6 +192,11 @@ class _Run:
             atomic_write_json(Path(self.folder.out) / "timing.json", result.timing_record())
 
 
+def _how(config: CalibrationConfig, tol: Tolerances) -> Multistart:
+    """The optimiser's static settings: one per run, so every stage shares its compiled programs."""
+    return Multistart(optimizer=config.optimizer, tol=tol, lanes=optimiser.default_lanes())
+
+
 def _problem(config: CalibrationConfig, inputs: Inputs) -> Problem:
     """The estimation's draws, and who works where: that depends on the draws and on rho_occ,
     rho_firm only, so it is sorted once unless one of them is free."""
@@ -205,7 +214,7 @@ def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], input
     end point (the same batch size: no recompilation). Returns the re-weighted problem, the
     second-step estimate and its report."""
     free, base, settings = inputs.free, inputs.base, inputs.settings
-    omega_sim1 = optimiser.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings,
+    omega_sim1 = noise.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings,
                                             run.config.n_sim)
     weights = np.linalg.inv(inputs.targets.covariance + omega_sim1)
     problem = dataclasses.replace(problem, weights=jnp.asarray(weights))
@@ -246,7 +255,8 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     weights = np.asarray(problem.weights)
     theta_j = jnp.asarray(theta)
     # The moments and G at the estimate from one cold evaluation (the optimiser's own program).
-    at_estimate = optimiser.evaluate(theta_j, jaxmodel.outcomes.cold(settings), problem)
+    at_estimate = optimiser.evaluate_in_loop(theta, problem, _how(config, config.tolerances()), free,
+                                             lanes=config.n_starts)
     model, jac = at_estimate.moments, at_estimate.jacobian
     evaluations = sum(r.iterations for r in records)
     fixed_point = fixed_point_report(at_estimate, settings, optimisation={
@@ -254,7 +264,7 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         "mean_iterations_per_evaluation": sum(r.fp_iterations for r in records) / (2 * max(evaluations, 1)),
         "note": "fixed-point iterations per state and evaluation in stage 1, warm-started from the last accepted point",
     })
-    omega_sim = optimiser.simulation_noise(free.params(inputs.base, theta_j), sim_key, settings, config.n_sim)
+    omega_sim = noise.simulation_noise(free.params(inputs.base, theta_j), sim_key, settings, config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.values
     k = free.size
@@ -272,7 +282,9 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     sigma = inference.standard_errors(cov)
     intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, free.binding(theta))
     weighting = "optimal" if config.weights == "optimal" else f"{config.weights} (J uses optimal weights)"
-    j_test = JTest(**inference.j_statistic(errors, moments_cov, k), weights=weighting)
+    j_stat = inference.j_statistic(errors, moments_cov, k)
+    j_stat.pop("form", None)  # issue 22 adds the form of J; JTest does not record it yet
+    j_test = JTest(**j_stat, weights=weighting)
     decomposition = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
@@ -285,9 +297,10 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
 
 
 def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs: Inputs, problem: Problem,
-                 tol: Tolerances) -> list[FlipCheck]:
+                 tol: Tolerances, optimizer: str, lanes: int) -> list[FlipCheck]:
     """Re-estimate with each target moved by the shift that flips Delta Gini at first order; each
-    starts from its first-order prediction theta_hat - Lambda[:, i] shift."""
+    starts from its first-order prediction theta_hat - Lambda[:, i] shift; they run in ``lanes``
+    lanes (the width of the optimisation's batch, whose compiled step they share)."""
     targets, free = inputs.targets, inputs.free
     gini = MOMENT_NAMES.index("gini_change")
     idx = [MOMENT_NAMES.index(t["moment"]) for t in checks]
@@ -295,7 +308,8 @@ def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs:
     shifted = np.tile(targets.values, (len(checks), 1))
     shifted[np.arange(len(checks)), idx] += shifts
     predicted = np.stack([theta - est.lam[:, i] * d for i, d in zip(idx, shifts)])
-    thetas, flipped_moments = reestimate(predicted, shifted, free, problem, tol, aggregates=est.aggregates)
+    thetas, flipped_moments = reestimate(predicted, shifted, free, problem, tol, aggregates=est.aggregates,
+                                         optimizer=optimizer, lanes=lanes)
     m6_0 = float(est.model[gini])
     flips = []
     for t, i, d, theta_f, m_f in zip(checks, idx, shifts, thetas, flipped_moments):
@@ -313,15 +327,18 @@ def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs:
 
 
 def reestimate(starts: np.ndarray, targets: np.ndarray, free: FreeParameters, problem: Problem, tol: Tolerances,
-               aggregates: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               aggregates: np.ndarray | None = None,
+               optimizer: str = optimiser.DEFAULT_OPTIMIZER, lanes: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Re-estimate from each row of ``starts`` (c, k) with the targets of the same row (c, m).
 
     Rows run as one batch without pruning (their targets differ); their fixed points start from
-    ``aggregates`` (those at the estimate). Returns the estimates (c, k) and the model moments
-    there (c, m).
+    ``aggregates`` (those at the estimate), in ``lanes`` lanes if given (``optimiser.new_batch``).
+    Returns the estimates (c, k) and the model moments there (c, m).
     """
     theta0 = np.stack([free.inside(row, margin=1e-9) for row in starts])
-    batch = optimiser.new_batch(theta0, problem, T=targets, start=aggregates)
-    batch = optimiser.run_batch(batch, problem, free, tol, prune=False)
-    records = optimiser.finish_starts(batch, theta0, free, problem)
-    return np.stack([r.theta for r in records]), batch.M.copy()
+    how = Multistart(optimizer=optimizer, tol=tol, lanes=optimiser.default_lanes())
+    state = optimiser.new_batch(theta0, problem, how, free, targets=targets, start=aggregates, prune=False,
+                                lanes=lanes)
+    state = optimiser.run_batch(state, problem, how)
+    records, moments = optimiser.finish_starts(state, theta0, free, problem, how)
+    return np.stack([r.theta for r in records]), moments

@@ -1,15 +1,17 @@
-"""Checkpoints of a calibration: the optimiser's batch and the finished stages, in the run folder.
+"""Checkpoints of a calibration: the optimiser's loop state and the finished stages, in the run folder.
 
-A checkpoint holds the batch's arrays (``BatchState.ARRAYS``) and a JSON record: the stage being
-run, each stage's iteration, statuses and criterion histories, and the records of finished stages.
-Restoring gives the optimiser's exact state, so a resumed run writes the same files bit for bit.
+A checkpoint holds the leaves of the loop's state (``optimiser.LoopState``: the points, the optax
+state of every start, their records and histories), each under its tree path, and a JSON record:
+the stage being run, each stage's optimiser, iteration and statuses, and the records of finished
+stages. Restoring gives the optimiser's exact state, so a resumed run writes the same files bit for
+bit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from estimation.msm.optimiser import BatchState, StartRecord, Status
+from estimation.msm.optimiser import Batch, StartRecord, Status
 from estimation.output.runfiles import RunFolder
 
 
@@ -17,12 +19,8 @@ def _status_name(status: Status | None) -> str | None:
     return None if status is None else status.name
 
 
-def _status_of(name: str | None) -> Status | None:
-    return None if name is None else Status[name]
-
-
 class Checkpointer:
-    """Saves and restores the optimiser batch of each stage inside a run folder (no folder: no-op)."""
+    """Saves and restores the optimiser's state of each stage inside a run folder (no folder: no-op)."""
 
     def __init__(self, folder: RunFolder | None):
         self.folder = folder
@@ -37,7 +35,7 @@ class Checkpointer:
         if loaded is not None:
             self.arrays, self.meta = loaded
 
-    def save(self, stage: str, batch: BatchState | None, extra: dict | None = None) -> None:
+    def save(self, stage: str, batch: Batch | None, extra: dict | None = None) -> None:
         if self.folder is None:
             return
         if extra:
@@ -45,20 +43,20 @@ class Checkpointer:
         arrays = {}
         if batch is not None:
             arrays = batch.arrays()
-            self.meta[f"{stage}_batch"] = {"iteration": batch.iteration, "status": list(map(_status_name, batch.status)),
-                                           "detail": batch.detail, "history": batch.history}
+            self.meta[f"{stage}_batch"] = {"optimizer": batch.how.optimizer, "iteration": batch.iteration,
+                                           "status": list(map(_status_name, batch.status))}
         self.meta["stage"] = stage
         self.folder.save_checkpoint(arrays, self.meta)
 
-    def batch(self, stage: str) -> BatchState | None:
-        """The batch of ``stage`` if the checkpoint stopped inside it, else None."""
+    def batch(self, stage: str, optimizer: str) -> dict[str, np.ndarray] | None:
+        """The arrays of the loop state of ``stage`` if the checkpoint stopped inside it (with the
+        same optimiser), else None (``optimiser.restore_batch`` rebuilds the state)."""
         meta = self.meta.get(f"{stage}_batch")
         if self.arrays is None or meta is None or self.meta.get("stage") != stage:
             return None
-        fields = {name: np.array(self.arrays[name]) for name in BatchState.ARRAYS}
-        fields["done"] = fields["done"].astype(bool)
-        return BatchState(**fields, status=[_status_of(s) for s in meta["status"]], detail=list(meta["detail"]),
-                          history=[list(h) for h in meta["history"]], iteration=int(meta["iteration"]))
+        if meta.get("optimizer") != optimizer:
+            return None
+        return {name: np.array(value) for name, value in self.arrays.items()}
 
     def records(self, stage: str) -> list[StartRecord] | None:
         """The records of a finished stage, or None."""

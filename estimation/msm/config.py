@@ -14,7 +14,7 @@ import numpy as np
 
 import jaxmodel
 from estimation.errors import ConfigError
-from estimation.msm.optimiser import Tolerances
+from estimation.msm.optimiser import DEFAULT_OPTIMIZER, OPTIMISERS, Tolerances
 from estimation.msm.parameters import DEFAULT_FREE, FreeParameters, free_parameters
 from estimation.msm.targets import Targets, load_targets
 from jaxmodel import MOMENT_NAMES, Params, Settings
@@ -45,6 +45,8 @@ class CalibrationConfig:
         seed: PRNG seed of the estimation's draws (simulation-noise draws use other keys).
         n_starts: starting points of the multistart.
         max_iter: most optimiser iterations (evaluations) per start; gtol, ftol: stopping rules (msm.Tolerances).
+        optimizer: the optimiser, a name in ``optimiser.OPTIMISERS`` ("lm", Levenberg-Marquardt, or
+            "lbfgs", optax's L-BFGS).
         n_sim: independent draw sets for Omega_sim.
         flip_checks: how many of the closest sign flips to check by re-estimation.
     """
@@ -67,6 +69,7 @@ class CalibrationConfig:
     max_iter: int = 100
     gtol: float = 1e-5
     ftol: float = 1e-6
+    optimizer: str = DEFAULT_OPTIMIZER
     n_sim: int = 20
     flip_checks: int = 2
 
@@ -133,7 +136,7 @@ class CalibrationConfig:
                 if not isinstance(value, Mapping):
                     fail(key, "an object {name: value}")
                 out[key] = {str(k): number(key, v) for k, v in value.items()}
-            elif key in ("weights", "spec", "precision", "fp_solver"):
+            elif key in ("weights", "spec", "precision", "fp_solver", "optimizer"):
                 if not isinstance(value, str):
                     fail(key, "a string")
                 out[key] = value
@@ -173,6 +176,8 @@ def validate(config: CalibrationConfig) -> Inputs:
         value = getattr(config, name)
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ConfigError(f"{name}={value!r} must be a positive number")
+    if config.optimizer not in OPTIMISERS:
+        raise ConfigError(f"optimizer={config.optimizer!r} is not one of {', '.join(OPTIMISERS)}")
     settings = config.settings()
     targets = load_targets(config.targets)
     free = free_parameters(config.free, config.bounds)

@@ -1,54 +1,64 @@
-"""The method of simulated moments (MODEL.md section 7) with exact derivatives.
+"""The optimiser of the method of simulated moments: one optax loop that advances every start.
 
 With moment errors g(theta) = m(theta) - m_data and weights W = C C' the estimator minimises
-Q(theta) = g' W g = |r|^2 with residuals r = C' g over bounded parameters. The problem is a small
-nonlinear least-squares problem (six residuals, a few parameters), so the optimiser is
-Levenberg-Marquardt in the parameters themselves, with their bounds as a box: each step solves
-the bounded linear least-squares problem of the damped Gauss-Newton model (``scipy.optimize
-.lsq_linear``), so a bound that binds is an active constraint, not a fold of a transformation. Each
-iteration evaluates the moments and their Jacobian dm/dtheta by forward-mode autodiff (through the
-education fixed point by the implicit function theorem) in one compiled program, ``evaluate``,
-which also serves the Jacobian of the inference, the flip checks' re-estimations and the moments
-at the estimate. The step's model is Gauss-Newton's J'J plus a secant estimate S of the curvature
-Gauss-Newton leaves out (the structured update of NL2SOL, Dennis, Gay and Welsch 1981), which
-matters where a moment is flat to first order, e.g. in a dispersion parameter at 0 (sigma_nu),
-whose moments move with its square: pure Gauss-Newton bounces on such a bound. Measured on the
-default problem: 11 evaluations to the criterion L-BFGS reached in 32 iterations (N = 2x10^4 and
-10^5).
+Q(theta) = g' W g = |r|^2 with residuals r = C' g over the box of the free parameters' bounds.
+The loop is optax's: ``updates, state = tx.update(...)``, ``params = optax.apply_updates(...)``,
+with a state that is a pytree (:class:`LoopState`) and one compiled program per iteration that
+advances every start at once: on an accelerator the evaluations of all starts are one ``vmap``-ed
+call (on the CPU a ``lax.map`` over the starts in the same program, which skips the stopped ones:
+``Multistart.lanes``), and a start that has converged, failed, reached ``max_iter`` or is dominated
+is masked (its lane keeps its state), never dispatched on its own. The host keeps only the
+checkpoint and the progress bar.
 
-Every evaluation starts the education fixed point from the aggregates of the start's last
-accepted point (a warm start, ``jaxmodel.education``); they are part of the optimiser state and of
-its checkpoint, so a resumed run repeats the same computations bit for bit.
+Optimisers (:data:`OPTIMISERS`, ``levelfield calibrate --optimizer NAME``):
 
-Starts advance in turn, one evaluation each per iteration; a start that converges, fails, or is
-clearly worse than the best after :data:`PRUNE_AFTER` iterations stops, so the wall time follows
-the starts that are still worth running.
+- ``lm`` (default): bounded Levenberg-Marquardt in theta itself with NL2SOL's secant term
+  (``estimation.msm.lm.scale_by_bounded_lm``), fed the residuals and their Jacobian dr/dtheta
+  from forward-mode autodiff (through the education fixed point by the implicit function
+  theorem): one evaluation per iteration. Each step is the exact minimiser of the damped model in
+  the box (an active-set solve in JAX), so a bound that binds is an active constraint. Measured on
+  the default problem: 11 evaluations to the criterion L-BFGS reached in 32 iterations.
+- ``lbfgs``: ``optax.lbfgs`` with its zoom line search on the unconstrained scale u
+  (``parameters.theta_of_u``), driven by reverse-mode gradients of Q(theta(u)).
+
+Any optax ``GradientTransformation`` that wants the gradient of Q in u plugs in the same way
+(:class:`GradientMethod`).
+
+Every evaluation starts the education fixed point from aggregates carried in the loop state (a
+warm start: those of the start's last accepted point for ``lm``, of its first point for the
+gradient methods, whose line searches see only values), so a resumed run, whose checkpoint holds
+the whole state, repeats the same computations bit for bit.
+
+After :data:`PRUNE_AFTER` iterations a start whose criterion exceeds 2 Q_best + 1 is stopped as
+dominated, so the work follows the starts that are still worth running.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import enum
 import functools
+import re
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 
-import jaxmodel
-from estimation import distributed
-from estimation.msm import programs
+from estimation.msm import lm, programs
 from estimation.msm.parameters import FreeArrays, FreeParameters, params_with, theta_of_u
+from estimation.msm.status import RUNNING, Status
 from jaxmodel import Assignment, Draws, Params, Settings
 from jaxmodel.outcomes import STATE_DIAGNOSTICS, cold, moments_at
 
+__all__ = [
+    "DEFAULT_OPTIMIZER", "OPTIMISERS", "PRUNE_AFTER", "Batch", "Evaluation", "LoopState", "Multistart", "Problem",
+    "StartRecord", "Status", "Tolerances", "criterion_in_u", "default_lanes", "evaluate", "evaluate_in_loop", "finish_starts", "new_batch", "restore_batch", "run_batch",
+]
+
 #: Iterations after which a start that is clearly worse than the best one is stopped.
 PRUNE_AFTER = 4
-#: Levenberg-Marquardt: initial damping (relative to the diagonal of J'J) and its largest value.
-LM_LAMBDA0 = 0.1
-LM_LAMBDA_MAX = 1e12
 
 
 @jax.tree_util.register_dataclass
@@ -80,17 +90,7 @@ class Problem:
     assigned: Assignment | None = None
 
 
-def model_moments(theta: jax.Array, problem: Problem) -> jax.Array:
-    """m(theta): (6,) model moments at the free parameters theta (k,)."""
-    params = params_with(problem.base, theta, problem.free)
-    return jaxmodel.moments(params, problem.draws, problem.settings).vector()
-
-
-def criterion(u: jax.Array, targets: jax.Array, problem: Problem) -> jax.Array:
-    """Q = g' W g with g = m(theta(u)) - targets; +inf where the model's moments are not finite."""
-    g = model_moments(theta_of_u(u, problem.free), problem) - targets
-    q = g @ problem.weights @ g
-    return jnp.where(jnp.isfinite(q), q, jnp.inf)
+# --- Evaluations ---------------------------------------------------------------------------------
 
 
 class Evaluation(NamedTuple):
@@ -106,8 +106,9 @@ class Evaluation(NamedTuple):
         return self.moments
 
 
-@jax.jit
-def _evaluate(theta: jax.Array, start: jax.Array, problem: Problem) -> tuple:
+def _moments_and_jacobian(theta: jax.Array, start: jax.Array, problem: Problem) -> tuple:
+    """G (m, k), m (m,), the aggregates (2, D) and both states' diagnostics at theta (k,),
+    warm-started from ``start`` (2, D); traceable, one point."""
     def f(t):
         params = params_with(problem.base, t, problem.free)
         m = moments_at(params, problem.draws, problem.settings, start, problem.assigned)
@@ -121,11 +122,15 @@ def _evaluate(theta: jax.Array, start: jax.Array, problem: Problem) -> tuple:
     return G, m.vector(), m.aggregates, diagnostics(m.before), diagnostics(m.after)
 
 
+_evaluate = jax.jit(_moments_and_jacobian)
+_FP_ITERATIONS = STATE_DIAGNOSTICS.index("fp_iterations")
+
+
 def evaluate(theta, start, problem: Problem) -> Evaluation:
     """The moments and their Jacobian at theta, from a warm start of the fixed points.
 
-    One compiled program (kept across processes by ``estimation.programs``) serves every optimiser
-    step, the inference and the flip checks.
+    One compiled program (kept across processes by ``estimation.programs``) serves the inference
+    and the flip checks; the optimiser runs the same computation for all its starts at once.
 
     Args:
         theta: (k,) free parameters.
@@ -145,64 +150,15 @@ def evaluate(theta, start, problem: Problem) -> Evaluation:
     )
 
 
-def jacobian(theta: jax.Array, problem: Problem) -> np.ndarray:
-    """G = dm/dtheta at theta by forward-mode autodiff: (6, k) (the program of ``evaluate``)."""
-    return evaluate(theta, cold(problem.settings), problem).jacobian
+def criterion_in_u(u: jax.Array, start: jax.Array, targets: jax.Array, problem: Problem) -> jax.Array:
+    """Q(theta(u)) = g'Wg (+inf where the moments are not finite), from the warm start ``start``."""
+    params = params_with(problem.base, theta_of_u(u, problem.free), problem.free)
+    g = moments_at(params, problem.draws, problem.settings, start, problem.assigned).vector() - targets
+    q = g @ problem.weights @ g
+    return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
 
-@functools.partial(jax.jit, static_argnames=("settings", "n_sets"))
-def _simulated_moments(params: Params, key_data: jax.Array, settings: Settings, n_sets: int) -> tuple:
-    keys = jax.random.split(jax.random.wrap_key_data(key_data), n_sets)
-
-    def one(k):
-        return jaxmodel.moments(params, jaxmodel.make_draws(k, settings), settings).vector()
-
-    return (jax.lax.map(one, keys, batch_size=min(4, n_sets)),)
-
-
-def simulated_moments(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> jax.Array:
-    """Moments at ``params`` on ``n_sets`` independent draw sets: (n_sets, 6).
-
-    Draw sets come from ``jax.random.split(key, n_sets)`` and are simulated in batches of four
-    (``lax.map`` with ``batch_size``, i.e. ``vmap`` within a batch). With several processes the
-    sets are spread over every device of every process (``estimation.distributed``).
-    """
-    if distributed.process_count() > 1:
-        return distributed.simulated_moments(params, key, settings, n_sets)
-    params = jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float64), params)
-    return programs.call("simulated_moments", _simulated_moments, (settings, n_sets), params,
-                         jax.random.key_data(key))[0]
-
-
-def simulation_noise(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> np.ndarray:
-    """Omega_sim: covariance (ddof 1) of the simulated moments over ``n_sets`` draw sets: (6, 6)."""
-    sims = np.asarray(simulated_moments(params, key, settings, n_sets))
-    return np.cov(sims, rowvar=False, ddof=1)
-
-
-class Status(enum.Enum):
-    """How a start ended: one member per outcome (no status strings to parse); the value is the
-    text written to report.json and shown in the tables."""
-
-    GRADIENT = "converged: gradient norm below gtol"
-    CRITERION_CHANGE = "converged: criterion change below ftol"
-    PREDICTED_DECREASE = "converged: predicted decrease below ftol"
-    NO_DESCENT = "converged: no step decreases the criterion"
-    MAX_ITER = "stopped: max_iter reached"
-    DOMINATED = "stopped: dominated"
-    NON_FINITE = "failed: non-finite criterion"
-
-    @property
-    def converged(self) -> bool:
-        return self in (Status.GRADIENT, Status.CRITERION_CHANGE, Status.PREDICTED_DECREASE, Status.NO_DESCENT)
-
-    @property
-    def failed(self) -> bool:
-        return self is Status.NON_FINITE
-
-    def describe(self, detail: str = "") -> str:
-        """The status's text, with its detail (which start dominated, and by how much) if any."""
-        return f"{self.value} {detail}" if detail else self.value
+# --- Records and settings ------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -214,11 +170,11 @@ class StartRecord:
     u: np.ndarray  # (k,)
     value: float
     grad_norm: float  # max |dQ/dtheta| (projected on the bounds)
-    iterations: int  # evaluations of the moments and their Jacobian
+    iterations: int  # evaluations of the moments (and their derivatives)
     status: Status
     method: str
     history: list[float]  # the criterion at every accepted point
-    fp_iterations: int = 0  # fixed-point iterations over all evaluations (both states)
+    fp_iterations: int = 0  # fixed-point iterations over the evaluations that report them (both states)
     detail: str = ""  # what the status alone does not say (the dominating start)
 
     @property
@@ -226,15 +182,13 @@ class StartRecord:
         return self.status.describe(self.detail)
 
 
-METHOD = "Levenberg-Marquardt"
-
-
 @dataclasses.dataclass(frozen=True)
 class Tolerances:
     """Stopping rules of the optimiser.
 
     Attributes:
-        gtol: stop when max |dQ/dtheta| <= gtol (components pushing against an active bound left out).
+        gtol: stop when max |dQ/dtheta| <= gtol (components pushing against an active bound left
+            out; the gradient methods test max |dQ/du| on their scale).
         ftol: stop when the Gauss-Newton model predicts a decrease of Q below ftol (1 + Q), or when
             an accepted step decreased Q by less than that ``patience`` times in a row.
         max_iter: most iterations (evaluations) per start.
@@ -247,279 +201,540 @@ class Tolerances:
     patience: int = 3
 
 
-@dataclasses.dataclass
-class BatchState:
-    """Optimiser state of all starts: plain arrays, enough to resume bit for bit.
+class Lane(NamedTuple):
+    """One start's record in the loop (every field gets a leading axis S in :class:`LoopState`)."""
+
+    point: jax.Array  # shape=(k,): the accepted point on the optimiser's scale (theta or u)
+    theta: jax.Array  # shape=(k,): the accepted point in theta
+    value: jax.Array  # shape=(): Q there (+inf where not finite)
+    moments: jax.Array  # shape=(m,): m(theta) (gradient methods: at the last full evaluation)
+    jacobian: jax.Array  # shape=(m, k): dm/dtheta there
+    aggregates: jax.Array  # shape=(2, D): the warm start of the next evaluation
+    targets: jax.Array  # shape=(m,): m_data of this start
+    status: jax.Array  # shape=(), int32: Status.code, 0 while running
+    evaluations: jax.Array  # shape=(), int32: evaluations made
+    fp_iterations: jax.Array  # shape=(), int32: fixed-point iterations they took (both states)
+    stalls: jax.Array  # shape=(), int32: accepted steps in a row that decreased Q by <= ftol (1 + Q)
+    accepted: jax.Array  # shape=(), bool: whether the last iteration accepted a new point
+    before: jax.Array  # shape=(d,): STATE_DIAGNOSTICS of the fixed point before AI at the last full evaluation
+    after: jax.Array  # shape=(d,): and after
+
+
+class LoopState(NamedTuple):
+    """Everything the loop carries from one iteration to the next: enough to resume bit for bit."""
+
+    params: jax.Array  # shape=(S, k): the next point each start evaluates, on the optimiser's scale
+    opt_state: optax.OptState  # the optax state of every start (leading axis S)
+    lane: Lane  # the starts' records (leading axis S)
+    history: jax.Array  # shape=(S, max_iter + 2): Q at every accepted point, NaN beyond n_history
+    n_history: jax.Array  # shape=(S,), int32
+    dominated: jax.Array  # shape=(S, 4): dominating start, own and best Q, iteration (-1, nan, nan, -1: not)
+    iteration: jax.Array  # shape=(), int32: iterations of the loop (-1 before the first evaluation)
+    prune: jax.Array  # shape=(), bool: whether dominated starts stop (starts that share their targets)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """An optimiser of the loop: ``start`` sets up the optax state of one start, ``advance`` makes
+    one iteration of one start (both traceable, vmapped by the loop). With ``start_evaluates``
+    the loop evaluates every start before ``start`` (its lane then holds the moments and their
+    Jacobian there); otherwise the first ``advance`` evaluates the starting point.
 
     Attributes:
-        theta: (S, k) current points; T: (S, m) targets of each start (rows may differ).
-        X: (S, 2, D) the fixed points' aggregates at theta (warm starts of the next evaluation).
-        M: (S, m) model moments at theta; J: (S, m, k) dm/dtheta there; values: (S,) Q there.
-        S: (S, k, k) secant estimate of the curvature Gauss-Newton leaves out (in units of |r|^2/2).
-        lam: (S,) Levenberg-Marquardt damping; nu: (S,) its growth factor after a rejection.
-        evaluations: (S,) evaluations made by each start; fp_iterations: (S,) fixed-point
-            iterations they took (both states).
-        stalls: (S,) accepted steps in a row with a decrease below ftol (1 + Q).
-        done: (S,) bool; status: S entries, :class:`Status` or None (running); detail: S strings
-            (see ``StartRecord.detail``); history: S lists of accepted Q values.
-        iteration: iterations of the batch.
+        name: what ``--optimizer`` takes.
+        method: what the records and report.json call it.
+        scale: "theta" (the bounded parameters) or "u" (``theta_of_u``'s unconstrained scale).
     """
 
-    theta: np.ndarray
-    T: np.ndarray
-    X: np.ndarray
-    M: np.ndarray
-    J: np.ndarray
-    values: np.ndarray
-    S: np.ndarray
-    lam: np.ndarray
-    nu: np.ndarray
-    evaluations: np.ndarray
-    fp_iterations: np.ndarray
-    stalls: np.ndarray
-    done: np.ndarray
-    status: list
-    detail: list
-    history: list
-    iteration: int = 0
+    name: str
+    method: str
+    scale: str
+    start_evaluates: bool = True
 
-    ARRAYS = ("theta", "T", "X", "M", "J", "values", "S", "lam", "nu", "evaluations", "fp_iterations", "stalls", "done")
+    def settings(self) -> dict:  # pragma: no cover - every method overrides it
+        raise NotImplementedError
+
+    def start(self, u0, lane: Lane, problem: Problem, C, tol: Tolerances):  # pragma: no cover
+        raise NotImplementedError
+
+    def advance(self, params, opt_state, lane: Lane, problem: Problem, C, tol: Tolerances):  # pragma: no cover
+        raise NotImplementedError
+
+
+@dataclasses.dataclass(frozen=True)
+class LevenbergMarquardt(Method):
+    """``lm``: :func:`estimation.msm.lm.scale_by_bounded_lm` on theta, fed r = C'g and dr/dtheta."""
+
+    name: str = "lm"
+    method: str = "Levenberg-Marquardt"
+    scale: str = "theta"
+    start_evaluates: bool = False
+
+    def settings(self) -> dict:
+        return {"transformation": "estimation.msm.lm.scale_by_bounded_lm", "scale": self.scale,
+                "lambda0": lm.LM_LAMBDA0, "lambda_max": lm.LM_LAMBDA_MAX, "secant": "NL2SOL structured update",
+                "step": "exact minimiser of the damped model in the box (primal active set)"}
+
+    def transformation(self, problem: Problem, tol: Tolerances):
+        return lm.scale_by_bounded_lm(problem.free.lower, problem.free.upper, problem.targets.shape[0],
+                                      gtol=tol.gtol, ftol=tol.ftol, patience=tol.patience)
+
+    def _judge(self, tx, params, opt_state, lane: Lane, problem: Problem, C):
+        r = C.T @ (lane.moments - lane.targets)
+        updates, opt_state = tx.update(jnp.zeros_like(params), opt_state, params, residuals=r,
+                                       jacobian=C.T @ lane.jacobian)
+        new = optax.projections.projection_box(optax.apply_updates(params, updates), problem.free.lower,
+                                               problem.free.upper)
+        return new, opt_state
+
+    def start(self, u0, lane: Lane, problem: Problem, C, tol: Tolerances):
+        del u0, C
+        tx = self.transformation(problem, tol)
+        return lane.theta, tx.init(lane.theta), lane
+
+    def advance(self, params, opt_state, lane: Lane, problem: Problem, C, tol: Tolerances):
+        tx = self.transformation(problem, tol)
+        G, m, aggregates, before, after = _moments_and_jacobian(params, lane.aggregates, problem)
+        trial = lane._replace(moments=m, jacobian=G)
+        new, opt_state = self._judge(tx, params, opt_state, trial, problem, C)
+        a = opt_state.accepted
+        lane = lane._replace(
+            point=opt_state.theta, theta=opt_state.theta, value=opt_state.value,
+            moments=jnp.where(a, m, lane.moments), jacobian=jnp.where(a, G, lane.jacobian),
+            aggregates=jnp.where(a, aggregates, lane.aggregates), status=opt_state.status,
+            evaluations=lane.evaluations + 1,
+            fp_iterations=lane.fp_iterations + (before[_FP_ITERATIONS] + after[_FP_ITERATIONS]).astype(jnp.int32),
+            stalls=opt_state.stalls, accepted=a, before=jnp.where(a, before, lane.before),
+            after=jnp.where(a, after, lane.after),
+        )
+        return new, opt_state, lane
+
+
+@dataclasses.dataclass(frozen=True)
+class GradientMethod(Method):
+    """An optax transformation driven by Q(theta(u)) and its reverse-mode gradient in u.
+
+    With ``linesearch`` the transformation ends in a line search that takes ``value``, ``grad``
+    and ``value_fn`` (optax's zoom line search) and leaves the value and gradient at the new point
+    in its state (``optax.tree_utils.tree_get(state, "value")``); otherwise each iteration
+    evaluates Q and its gradient at the current point first. A step that does not decrease Q ends
+    the start (NO_DESCENT); the rules GRADIENT (on max |dQ/du|) and CRITERION_CHANGE are as for
+    ``lm``.
+
+    Attributes:
+        make: the optax transformation's factory (no arguments).
+        options: its settings, recorded in report.json.
+    """
+
+    make: Callable = None
+    options: tuple = ()
+    linesearch: bool = True
+
+    def settings(self) -> dict:
+        return {"transformation": self.method, "scale": self.scale, **dict(self.options)}
+
+    def start(self, u0, lane: Lane, problem: Problem, C, tol: Tolerances):
+        del C
+        tx = self.make()
+        opt_state = tx.init(u0)
+        g = lane.moments - lane.targets
+        dtheta_du = jax.jvp(lambda u: theta_of_u(u, problem.free), (u0,), (jnp.ones_like(u0),))[1]
+        grad = 2.0 * dtheta_du * (lane.jacobian.T @ problem.weights @ g)
+        if self.linesearch:
+            opt_state = optax.tree_utils.tree_set(opt_state, value=lane.value, grad=grad)
+        finite = jnp.isfinite(lane.value) & jnp.all(jnp.isfinite(grad))
+        status = jnp.where(~finite, Status.NON_FINITE.code,
+                           jnp.where(jnp.max(jnp.abs(grad)) <= tol.gtol, Status.GRADIENT.code, RUNNING))
+        return u0, opt_state, lane._replace(point=u0, status=status.astype(jnp.int32))
+
+    def advance(self, params, opt_state, lane: Lane, problem: Problem, C, tol: Tolerances):
+        del C
+        tx = self.make()
+
+        def value_fn(u, start, targets):
+            return criterion_in_u(u, start, targets, problem)
+
+        evaluations = lane.evaluations
+        if self.linesearch:
+            value = optax.tree_utils.tree_get(opt_state, "value")
+            grad = optax.tree_utils.tree_get(opt_state, "grad")
+        else:
+            value, grad = jax.value_and_grad(value_fn)(params, lane.aggregates, lane.targets)
+            evaluations = evaluations + 1
+        updates, opt_state = tx.update(grad, opt_state, params, value=value, grad=grad, value_fn=value_fn,
+                                       start=lane.aggregates, targets=lane.targets)
+        new = optax.apply_updates(params, updates)
+        if self.linesearch:
+            new_value = optax.tree_utils.tree_get(opt_state, "value")
+            new_grad = optax.tree_utils.tree_get(opt_state, "grad")
+            steps = optax.tree_utils.tree_get(opt_state, "info").num_linesearch_steps
+            evaluations = evaluations + jnp.maximum(steps, 1).astype(jnp.int32)
+        else:
+            new_value, new_grad = value_fn(new, lane.aggregates, lane.targets), grad
+        ok = jnp.isfinite(new_value) & (new_value < lane.value) & jnp.all(jnp.isfinite(new))
+        small = lane.value - new_value <= tol.ftol * (1.0 + jnp.abs(lane.value))
+        stalls = jnp.where(ok & small, lane.stalls + 1, jnp.where(ok, 0, lane.stalls)).astype(jnp.int32)
+        point = jnp.where(ok, new, params)
+        status = jnp.select(
+            [~ok, jnp.max(jnp.abs(new_grad)) <= tol.gtol, stalls >= tol.patience],
+            [Status.NO_DESCENT.code, Status.GRADIENT.code, Status.CRITERION_CHANGE.code], RUNNING)
+        lane = lane._replace(point=point, theta=jnp.where(ok, theta_of_u(new, problem.free), lane.theta),
+                             value=jnp.where(ok, new_value, lane.value), status=status.astype(jnp.int32),
+                             evaluations=evaluations, stalls=stalls, accepted=ok)
+        return point, opt_state, lane
+
+
+#: lbfgs's settings: optax's defaults (memory 10, zoom line search of at most 20 steps from a
+#: first trial step of 1).
+LBFGS_OPTIONS = (("memory_size", 10), ("max_linesearch_steps", 20), ("initial_guess_strategy", "one"))
+
+
+def _lbfgs():
+    options = dict(LBFGS_OPTIONS)
+    return optax.lbfgs(memory_size=options["memory_size"], linesearch=optax.scale_by_zoom_linesearch(
+        max_linesearch_steps=options["max_linesearch_steps"], initial_guess_strategy=options["initial_guess_strategy"]))
+
+
+#: The optimisers of ``levelfield calibrate --optimizer``.
+OPTIMISERS: dict[str, Method] = {
+    "lm": LevenbergMarquardt(),
+    "lbfgs": GradientMethod(name="lbfgs", method="optax.lbfgs (zoom line search)", scale="u", make=_lbfgs,
+                            options=LBFGS_OPTIONS, linesearch=True),
+}
+DEFAULT_OPTIMIZER = "lm"
+
+
+def optimiser_record(name: str, tol: Tolerances) -> dict:
+    """What report.json records about the optimiser: its name, method and settings."""
+    method = OPTIMISERS[name]
+    return {"name": name, "method": method.method, "settings": method.settings(),
+            "tolerances": dataclasses.asdict(tol), "prune_after": PRUNE_AFTER}
+
+
+# --- The loop ------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Multistart:
+    """The static part of a run of the loop (hashable: a static argument of its programs).
+
+    Attributes:
+        optimizer: a name in :data:`OPTIMISERS`.
+        tol: the stopping rules.
+        lanes: how one program advances the starts: "vmap" (every start in one vectorised call,
+            the stopped ones masked: on an accelerator several starts cost about one) or "map"
+            (``lax.map`` over the starts with a ``lax.cond`` that skips the stopped ones: on a
+            CPU, where a vectorised call costs as much as its starts one after the other, only the
+            running starts are computed). Default: "vmap" on an accelerator, "map" on the CPU
+            (:func:`default_lanes`).
+    """
+
+    optimizer: str = DEFAULT_OPTIMIZER
+    tol: Tolerances = Tolerances()
+    lanes: str = "vmap"
+
+    @property
+    def method(self) -> Method:
+        return OPTIMISERS[self.optimizer]
+
+
+def default_lanes() -> str:
+    """ "map" on the CPU, "vmap" on an accelerator (see :class:`Multistart`)."""
+    return "map" if jax.default_backend() == "cpu" else "vmap"
+
+
+def _over_lanes(fn, how: Multistart, live, *args):
+    """fn(*args) for every start (leading axis S of each argument); with ``how.lanes == "map"`` a
+    stopped start (``live`` False) is skipped and keeps its arguments (fn must return them with
+    the same structure)."""
+    if how.lanes == "vmap":
+        return jax.vmap(fn)(*args)
+
+    def one(xs):
+        alive, *rest = xs
+        return jax.lax.cond(alive, lambda r: fn(*r), lambda r: tuple(r), rest)
+
+    return jax.lax.map(one, (live, *args))
+
+
+def _strong(tree):
+    """Every leaf as a strongly typed array (the state's types never change between iterations,
+    nor between a fresh and a resumed run)."""
+    return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.asarray(x).dtype), tree)
+
+
+def _first_lane(theta, start, targets, problem: Problem, evaluated: bool) -> Lane:
+    """A start's lane: evaluated at theta (one evaluation), or waiting for its first evaluation."""
+    k, m, d = theta.shape[0], targets.shape[0], len(STATE_DIAGNOSTICS)
+    if evaluated:
+        G, moments, aggregates, before, after = _moments_and_jacobian(theta, start, problem)
+        g = moments - targets
+        q = g @ problem.weights @ g
+        value, evaluations = jnp.where(jnp.isfinite(q), q, jnp.inf), 1
+        fp = (before[_FP_ITERATIONS] + after[_FP_ITERATIONS]).astype(jnp.int32)
+    else:
+        G, moments, aggregates = jnp.full((m, k), jnp.nan), jnp.full(m, jnp.nan), start
+        before = after = jnp.full(d, jnp.nan)
+        value, evaluations, fp = jnp.inf, 0, jnp.int32(0)
+    return Lane(point=theta, theta=theta, value=jnp.asarray(value, theta.dtype), moments=moments, jacobian=G,
+                aggregates=jnp.asarray(aggregates, theta.dtype), targets=targets, status=jnp.int32(RUNNING),
+                evaluations=jnp.int32(evaluations), fp_iterations=fp, stalls=jnp.int32(0),
+                accepted=jnp.asarray(evaluated), before=before, after=after)
+
+
+def _weights_factor(problem: Problem) -> jax.Array:
+    """C with W = C C' (lower Cholesky factor): residuals r = C' g have |r|^2 = g' W g."""
+    return jnp.linalg.cholesky(problem.weights)
+
+
+@functools.partial(jax.jit, static_argnames="how")
+def _start_program(theta0, u0, targets, start, padding, prune, problem: Problem, how: Multistart) -> tuple:
+    method = how.method
+    theta = theta0 if method.scale == "theta" else jax.vmap(theta_of_u, (0, None))(u0, problem.free)
+    evaluated = method.start_evaluates
+    lanes = jax.vmap(lambda t, y: _first_lane(t, start, y, problem, evaluated))(theta, targets)
+    C = _weights_factor(problem)
+    params, opt_state, lanes = jax.vmap(lambda u, lane: method.start(u, lane, problem, C, how.tol))(u0, lanes)
+    # Padding lanes (shapes shared with another batch) never run.
+    lanes = lanes._replace(status=jnp.where(padding, Status.MAX_ITER.code, lanes.status).astype(jnp.int32))
+    s = theta0.shape[0]
+    history = jnp.full((s, how.tol.max_iter + 2), jnp.nan)
+    if evaluated:
+        history = history.at[:, 0].set(lanes.value)
+    state = LoopState(params=params, opt_state=opt_state, lane=lanes, history=history,
+                      n_history=jnp.full(s, int(evaluated), jnp.int32),
+                      dominated=jnp.tile(jnp.array([-1.0, jnp.nan, jnp.nan, -1.0]), (s, 1)),
+                      iteration=jnp.int32(0 if evaluated else -1), prune=jnp.asarray(prune))
+    return (_strong(state),)
+
+
+@functools.partial(jax.jit, static_argnames="how")
+def _step_program(state: LoopState, problem: Problem, how: Multistart) -> tuple:
+    method, tol = how.method, how.tol
+    lanes = state.lane
+    live = lanes.status == RUNNING
+    # A start that has stopped is evaluated (its result thrown away) where it is cheap: at its own
+    # accepted point, or the best start's if its own is not finite.
+    best = jnp.argmin(lanes.value)
+    finite = jnp.isfinite(lanes.value)
+    benign = jnp.where(finite[:, None], lanes.point, lanes.point[best])
+    params = jnp.where(live[:, None], state.params, benign)
+    warm = jnp.where((live | finite)[:, None, None], lanes.aggregates, lanes.aggregates[best])
+    C = _weights_factor(problem)
+    new_params, new_opt, new_lanes = _over_lanes(lambda p, o, lane: method.advance(p, o, lane, problem, C, tol),
+                                                 how, live, params, state.opt_state, lanes._replace(aggregates=warm))
+
+    def keep(new, old):
+        return jnp.where(live.reshape(live.shape + (1,) * (new.ndim - 1)), new, old)
+
+    params = keep(new_params, state.params)
+    opt_state = jax.tree_util.tree_map(keep, new_opt, state.opt_state)
+    lanes = jax.tree_util.tree_map(keep, new_lanes, lanes)
+    iteration = state.iteration + 1
+    status = jnp.where((lanes.status == RUNNING) & (lanes.evaluations > tol.max_iter), Status.MAX_ITER.code,
+                       lanes.status)
+    best = jnp.argmin(lanes.value)
+    worse = (state.prune & (iteration >= PRUNE_AFTER) & (status == RUNNING)
+             & (lanes.value > 2.0 * lanes.value[best] + 1.0))
+    status = jnp.where(worse, Status.DOMINATED.code, status)
+    record = jnp.stack([jnp.full_like(lanes.value, best.astype(lanes.value.dtype)), lanes.value,
+                        jnp.full_like(lanes.value, lanes.value[best]),
+                        jnp.full_like(lanes.value, iteration.astype(lanes.value.dtype))], axis=1)
+    dominated = jnp.where(worse[:, None], record, state.dominated)
+    lanes = lanes._replace(status=status.astype(jnp.int32))
+    grows = live & lanes.accepted
+    rows = jnp.arange(state.history.shape[0])
+    column = jnp.minimum(state.n_history, state.history.shape[1] - 1)
+    history = state.history.at[rows, column].set(jnp.where(grows, lanes.value, state.history[rows, column]))
+    n_history = state.n_history + grows.astype(jnp.int32)
+    new = LoopState(params=params, opt_state=opt_state, lane=lanes, history=history, n_history=n_history,
+                    dominated=dominated, iteration=iteration, prune=state.prune)
+    return (_strong(new),)
+
+
+def new_batch(theta0: np.ndarray, problem: Problem, how: Multistart, free: FreeParameters,
+              targets: np.ndarray | None = None, start: np.ndarray | None = None, prune: bool = True,
+              lanes: int | None = None) -> LoopState:
+    """The loop's state for starting points theta0 (S, k) inside the bounds (one program): the
+    optimiser's state of every start, and for the gradient methods the first evaluation of each.
+
+    Args:
+        theta0: (S, k) starting points.
+        targets: (S, m) targets of each start (default: every start the problem's).
+        start: (2, 3 O + F) warm start of the first evaluations' fixed points (re-estimations near
+            an estimate), cold by default.
+        prune: stop dominated starts (only where the starts share their targets).
+        lanes: run S' >= S lanes, the last S' - S copies of the first start that never run (the
+            shapes, hence the compiled programs, of another batch of S' starts).
+    """
+    theta0 = np.asarray(theta0, dtype=np.float64)
+    s = theta0.shape[0]
+    targets = np.tile(np.asarray(problem.targets), (s, 1)) if targets is None else np.asarray(targets, np.float64)
+    start = np.asarray(cold(problem.settings)) if start is None else np.asarray(start)
+    width = max(s, lanes or s)
+    padding = np.arange(width) >= s
+    theta0 = np.concatenate([theta0, np.repeat(theta0[:1], width - s, axis=0)])
+    targets = np.concatenate([targets, np.repeat(targets[:1], width - s, axis=0)])
+    u0 = np.stack([free.to_u(row) for row in theta0])
+    return programs.call("optimiser_start", _start_program, (how,), jnp.asarray(theta0), jnp.asarray(u0),
+                         jnp.asarray(targets), jnp.asarray(start), jnp.asarray(padding), jnp.asarray(prune),
+                         problem)[0]
+
+
+def step(state: LoopState, problem: Problem, how: Multistart) -> LoopState:
+    """One iteration of every running start (one compiled program)."""
+    return programs.call("optimiser_step", _step_program, (how,), state, problem)[0]
+
+
+def run_batch(state: LoopState, problem: Problem, how: Multistart,
+              on_iteration: Callable[[Batch], None] | None = None) -> LoopState:
+    """Iterate until every start has converged, failed, reached ``max_iter`` or is dominated.
+
+    ``on_iteration`` gets a :class:`Batch` (the state on the host) after every iteration
+    (checkpoints, progress bars). The host's work per iteration is one transfer of the statuses
+    (and of the state for ``on_iteration``).
+    """
+    while bool(np.any(np.asarray(state.lane.status) == RUNNING)):
+        state = step(state, problem, how)
+        if on_iteration is not None:
+            on_iteration(Batch(jax.device_get(state), how))
+    return state
+
+
+@dataclasses.dataclass
+class Batch:
+    """The loop's state on the host (NumPy leaves), as the checkpoint and the progress bar see it."""
+
+    state: LoopState
+    how: Multistart
+
+    @property
+    def iteration(self) -> int:
+        return int(self.state.iteration)
+
+    @property
+    def done(self) -> np.ndarray:
+        return np.asarray(self.state.lane.status) != RUNNING
+
+    @property
+    def status(self) -> list[Status | None]:
+        return [Status.of_code(c) for c in np.asarray(self.state.lane.status)]
+
+    @property
+    def values(self) -> np.ndarray:
+        return np.asarray(self.state.lane.value)
+
+    @property
+    def theta(self) -> np.ndarray:
+        return np.asarray(self.state.lane.theta)
+
+    @property
+    def M(self) -> np.ndarray:
+        return np.asarray(self.state.lane.moments)
+
+    @property
+    def history(self) -> list[list[float]]:
+        h, n = np.asarray(self.state.history), np.asarray(self.state.n_history)
+        return [[float(v) for v in h[i, : n[i]]] for i in range(h.shape[0])]
+
+    @property
+    def detail(self) -> list[str]:
+        out = []
+        for status, (by, value, best, iteration) in zip(self.status, np.asarray(self.state.dominated)):
+            out.append(f"by start {int(by) + 1} (criterion {value:.4g} against {best:.4g} after "
+                       f"{int(iteration)} iterations)" if status is Status.DOMINATED else "")
+        return out
 
     def arrays(self) -> dict[str, np.ndarray]:
-        """The array fields, for a checkpoint."""
-        return {name: np.asarray(getattr(self, name)) for name in self.ARRAYS}
+        """The state's leaves by name, for a checkpoint."""
+        return _named_leaves(self.state)
 
 
-def _cholesky_factor(weights) -> np.ndarray:
-    """C with W = C C' (lower Cholesky factor): residuals r = C' g have |r|^2 = g' W g."""
-    return np.linalg.cholesky(np.asarray(weights, dtype=np.float64))
+def _leaf_names(tree) -> list[str]:
+    paths = jax.tree_util.tree_flatten_with_path(tree)[0]
+    return [re.sub(r"[^0-9A-Za-z]+", "_", jax.tree_util.keystr(path)).strip("_") for path, _ in paths]
 
 
-def _evaluate_at(theta: np.ndarray, start: np.ndarray, problem: Problem):
-    """Moments, dm/dtheta, the new aggregates and the fixed-point iterations (both states) at theta:
-    ((m,), (m, k), (2, D), int)."""
-    ev = evaluate(theta, start, problem)
-    iterations = int(ev.before["fp_iterations"]) + int(ev.after["fp_iterations"])
-    return ev.moments, ev.jacobian, ev.aggregates, iterations
+def _named_leaves(tree) -> dict[str, np.ndarray]:
+    leaves = jax.tree_util.tree_leaves(tree)
+    return {name: np.asarray(leaf) for name, leaf in zip(_leaf_names(tree), leaves)}
 
 
-def _value(moments: np.ndarray, target: np.ndarray, weights: np.ndarray) -> float:
-    g = moments - target
-    q = float(g @ weights @ g)
-    return q if np.isfinite(q) else np.inf
+def restore_batch(arrays: dict[str, np.ndarray], theta0: np.ndarray, problem: Problem, how: Multistart,
+                  free: FreeParameters) -> LoopState:
+    """The loop's state from a checkpoint's arrays (:meth:`Batch.arrays`), for starts theta0 (S, k).
+
+    The tree structure comes from the shapes of :func:`new_batch`'s program (traced, not run)."""
+    s = np.asarray(theta0).shape[0]
+    template = jax.eval_shape(
+        lambda *a: _start_program(*a, how=how)[0],
+        jax.ShapeDtypeStruct(np.shape(theta0), jnp.float64), jax.ShapeDtypeStruct(np.shape(theta0), jnp.float64),
+        jax.ShapeDtypeStruct((s, problem.targets.shape[0]), jnp.float64),
+        jax.ShapeDtypeStruct(cold(problem.settings).shape, jnp.float64), jax.ShapeDtypeStruct((s,), jnp.bool_),
+        jax.ShapeDtypeStruct((), jnp.bool_), problem)
+    names = _leaf_names(template)
+    missing = [n for n in names if n not in arrays]
+    if missing:
+        raise ValueError(f"the checkpoint lacks {', '.join(missing)}")
+    leaves = [jnp.asarray(np.asarray(arrays[n], dtype=t.dtype)) for n, t in zip(names, jax.tree_util.tree_leaves(template))]
+    return jax.tree_util.tree_unflatten(jax.tree_util.tree_structure(template), leaves)
 
 
-def new_batch(theta0: np.ndarray, problem: Problem, T: np.ndarray | None = None,
-              start: np.ndarray | None = None) -> BatchState:
-    """A fresh batch from starting points theta0 (S, k) inside the bounds (one evaluation each);
-    targets T (S, m) default to problem.targets; ``start`` (2, 3 O + F) warm-starts the first
-    evaluations' fixed points (re-estimations near an estimate), cold by default."""
-    s = theta0.shape[0]
-    T = np.tile(np.asarray(problem.targets), (s, 1)) if T is None else np.asarray(T, dtype=np.float64)
-    weights = np.asarray(problem.weights)
-    start = np.asarray(cold(problem.settings)) if start is None else np.asarray(start)
-    rows = [_evaluate_at(theta0[i], start, problem) for i in range(s)]
-    M = np.stack([r[0] for r in rows])
-    values = np.array([_value(M[i], T[i], weights) for i in range(s)])
-    return BatchState(
-        theta=np.array(theta0, dtype=np.float64), T=T, X=np.stack([r[2] for r in rows]), M=M,
-        J=np.stack([r[1] for r in rows]), values=values, S=np.zeros((s, theta0.shape[1], theta0.shape[1])),
-        lam=np.full(s, LM_LAMBDA0), nu=np.full(s, 4.0),
-        evaluations=np.ones(s, int), fp_iterations=np.array([r[3] for r in rows]), stalls=np.zeros(s, int),
-        done=np.zeros(s, bool), status=[None] * s, detail=[""] * s, history=[[float(v)] for v in values],
-    )
+_evaluate_all = jax.jit(jax.vmap(_moments_and_jacobian, (0, 0, None)))
 
 
-def projected_gradient(theta: np.ndarray, grad: np.ndarray, free: FreeParameters) -> np.ndarray:
-    """dQ/dtheta with the components that push against an active bound set to 0: (k,)."""
-    lo, hi = np.asarray(free.lower), np.asarray(free.upper)
-    span = np.maximum(np.abs(theta), 1.0) * 1e-12
-    at_lo = np.isfinite(lo) & (theta - lo <= span) & (grad > 0)
-    at_hi = np.isfinite(hi) & (hi - theta <= span) & (grad < 0)
-    return np.where(at_lo | at_hi, 0.0, grad)
+def _serializable(*types) -> None:
+    """Let ``jax.export`` serialise programs whose outputs hold these NamedTuples (the loop state,
+    optax's states), so that ``programs.call`` keeps them across processes."""
+    for cls in types:
+        try:
+            jax.export.register_namedtuple_serialization(cls, serialized_name=f"{cls.__module__}.{cls.__qualname__}")
+        except ValueError:  # registered already
+            pass
 
 
-def _box_step(r: np.ndarray, Jr: np.ndarray, S: np.ndarray, lam: float, theta: np.ndarray,
-              free: FreeParameters) -> tuple[np.ndarray, float]:
-    """The damped step of the quadratic model within the bounds, and the decrease of Q it predicts.
-
-    The model of Q/2 = |r|^2/2 is  r'J d + d' (J'J + S) d / 2  (Gauss-Newton plus the secant
-    estimate S of the residuals' curvature, as in NL2SOL); the step minimises it plus
-    lam d' D d / 2 (D = diag(J'J), Marquardt's scaling, floored for columns that vanish) subject
-    to lower <= theta + d <= upper. With H = J'J + S + lam D = L L' (lam raised until H is
-    positive definite) the model is |L' d + L^-1 J'r|^2 / 2 + const, a bounded linear
-    least-squares problem, solved exactly (BVLS).
-    """
-    from scipy.optimize import lsq_linear
-
-    JtJ = Jr.T @ Jr
-    diag = np.diag(JtJ)
-    D = np.maximum(diag, 1e-12 * max(float(diag.max(initial=0.0)), 1e-300))
-    grad = Jr.T @ r
-    # Raise the damping until the model is positive definite. D may be floored far below S's scale
-    # in a column that (nearly) vanishes, so the shift doubles up to 200 times; if S's
-    # curvature still dominates, the model drops S (Gauss-Newton, positive definite for lam > 0).
-    shift, L = lam, None
-    for curvature in (S, np.zeros_like(S)):
-        for _ in range(200):
-            try:
-                L = np.linalg.cholesky(JtJ + curvature + shift * np.diag(D))
-                break
-            except np.linalg.LinAlgError:
-                shift = max(2.0 * shift, 1e-8)
-        if L is not None:
-            S = curvature
-            break
-        shift = lam
-    if L is None:  # pragma: no cover - J'J + lam D with D > 0 always factorises
-        raise np.linalg.LinAlgError("no positive definite model")
-    A = L.T
-    b = -np.linalg.solve(L, grad)
-    lo = np.asarray(free.lower) - theta
-    hi = np.asarray(free.upper) - theta
-    step = lsq_linear(A, b, bounds=(np.minimum(lo, 0.0), np.maximum(hi, 0.0)), method="bvls").x
-    # Predicted decrease of Q = |r|^2 by the undamped model.
-    predicted = float(-2.0 * (grad @ step) - step @ (JtJ + S) @ step)
-    return step, predicted
+_serializable(Lane, LoopState, lm.ScaleByBoundedLMState, optax.EmptyState, optax.ScaleByLBFGSState,
+              optax.ScaleByZoomLinesearchState, optax.ZoomLinesearchInfo)
 
 
-def _secant_update(S: np.ndarray, step: np.ndarray, J_old: np.ndarray, J_new: np.ndarray, r_old: np.ndarray,
-                   r_new: np.ndarray) -> np.ndarray:
-    """The structured secant update of S, the curvature sum_i r_i Hess r_i that Gauss-Newton leaves
-    out (Dennis, Gay and Welsch 1981, NL2SOL): S s = y# with y# = (J_new - J_old)' r_new, a
-    symmetric rank-two change, S first sized down by min(1, |s'y#| / |s'Ss|)."""
-    y = J_new.T @ r_new - J_old.T @ r_old
-    y_sharp = (J_new - J_old).T @ r_new
-    ys = float(y @ step)
-    if not ys > 1e-12 * np.linalg.norm(y) * np.linalg.norm(step):
-        return S
-    sSs = float(step @ S @ step)
-    if sSs != 0.0:
-        S = S * min(1.0, abs(float(step @ y_sharp)) / abs(sSs))
-    z = y_sharp - S @ step
-    return S + (np.outer(z, y) + np.outer(y, z)) / ys - float(z @ step) * np.outer(y, y) / ys**2
+def finish_starts(state: LoopState, starts: np.ndarray, free: FreeParameters, problem: Problem,
+                  how: Multistart) -> tuple[list[StartRecord], np.ndarray]:
+    """One record per start, and the model moments at each start's end point (S, m).
 
-
-def _status(batch: BatchState, i: int, C: np.ndarray, weights: np.ndarray, free: FreeParameters,
-            tol: Tolerances) -> Status | None:
-    value = batch.values[i]
-    if not np.isfinite(value) or not np.isfinite(batch.J[i]).all():
-        return Status.NON_FINITE
-    g = batch.M[i] - batch.T[i]
-    grad = projected_gradient(batch.theta[i], 2.0 * batch.J[i].T @ weights @ g, free)
-    if np.max(np.abs(grad)) <= tol.gtol:
-        return Status.GRADIENT
-    if batch.stalls[i] >= tol.patience:
-        return Status.CRITERION_CHANGE
-    # The Gauss-Newton model's best decrease within the bounds (no damping): below ftol, no
-    # evaluation can gain more than the tolerance.
-    _, predicted = _box_step(C.T @ g, C.T @ batch.J[i], batch.S[i], 1e-12, batch.theta[i], free)
-    if predicted <= tol.ftol * (1.0 + abs(value)):
-        return Status.PREDICTED_DECREASE
-    if batch.lam[i] > LM_LAMBDA_MAX:
-        return Status.NO_DESCENT
-    return None
-
-
-def run_batch(
-    batch: BatchState,
-    problem: Problem,
-    free: FreeParameters,
-    tol: Tolerances,
-    on_iteration: Callable[[BatchState], None] | None = None,
-    prune: bool = True,
-) -> BatchState:
-    """Advance every start by Levenberg-Marquardt until each converges, fails or reaches ``max_iter``.
-
-    An iteration gives each active start one evaluation at its trial point theta + d: accepted when
-    Q falls (the damping then shrinks by Nielsen's rule), rejected otherwise (the damping grows).
-    With ``prune`` (starts that share their targets), a start whose criterion after
-    :data:`PRUNE_AFTER` iterations exceeds 2 Q_best + 1 is stopped as dominated. ``on_iteration``
-    is called after every iteration (checkpoints, progress bars).
-    """
+    For the gradient methods, whose line searches see only values, the moments and their Jacobian
+    at the end points come from one more evaluation of every start (one program, not counted)."""
+    host = jax.device_get(state)
+    lanes = host.lane
+    M, J = np.asarray(lanes.moments), np.asarray(lanes.jacobian)
+    if how.method.scale != "theta":
+        G, m, *_ = programs.call("evaluate_all", _evaluate_all, (), jnp.asarray(lanes.theta),
+                                 jnp.asarray(lanes.aggregates), problem)
+        M, J = np.asarray(m), np.asarray(G)
     weights = np.asarray(problem.weights, dtype=np.float64)
-    C = _cholesky_factor(weights)
-    lo, hi = np.asarray(free.lower), np.asarray(free.upper)
-    while True:
-        for i in np.flatnonzero(~batch.done):
-            status = _status(batch, i, C, weights, free, tol)
-            if status is None and batch.evaluations[i] > tol.max_iter:
-                status = Status.MAX_ITER
-            if status is not None:
-                batch.done[i], batch.status[i] = True, status
-        if prune and batch.iteration >= PRUNE_AFTER:
-            best = int(np.argmin(batch.values))
-            for i in np.flatnonzero(~batch.done):
-                if batch.values[i] > 2.0 * batch.values[best] + 1.0:
-                    batch.done[i], batch.status[i] = True, Status.DOMINATED
-                    batch.detail[i] = (f"by start {best + 1} (criterion {batch.values[i]:.4g} against "
-                                       f"{batch.values[best]:.4g} after {batch.iteration} iterations)")
-        if batch.done.all():
-            return batch
-        for i in np.flatnonzero(~batch.done):
-            g = batch.M[i] - batch.T[i]
-            r_old, Jr_old = C.T @ g, C.T @ batch.J[i]
-            step, predicted = _box_step(r_old, Jr_old, batch.S[i], batch.lam[i], batch.theta[i], free)
-            theta_new = np.clip(batch.theta[i] + step, lo, hi)
-            m_new, J_new, X_new, fp_it = _evaluate_at(theta_new, batch.X[i], problem)
-            batch.evaluations[i] += 1
-            batch.fp_iterations[i] += fp_it
-            value, new = batch.values[i], _value(m_new, batch.T[i], weights)
-            rho = (value - new) / predicted if predicted > 0 else -1.0
-            if np.isfinite(new) and np.isfinite(J_new).all() and new < value and rho > 1e-4:
-                batch.stalls[i] = batch.stalls[i] + 1 if value - new <= tol.ftol * (1.0 + abs(value)) else 0
-                step = theta_new - batch.theta[i]
-                batch.S[i] = _secant_update(batch.S[i], step, Jr_old, C.T @ J_new, r_old, C.T @ (m_new - batch.T[i]))
-                batch.theta[i], batch.M[i], batch.J[i], batch.X[i] = theta_new, m_new, J_new, X_new
-                batch.values[i] = new
-                batch.lam[i] *= max(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3)
-                batch.nu[i] = 4.0
-                batch.history[i].append(float(new))
-            else:
-                batch.lam[i] *= batch.nu[i]
-                batch.nu[i] *= 2.0
-        batch.iteration += 1
-        if on_iteration is not None:
-            on_iteration(batch)
-
-
-def finish_starts(batch: BatchState, starts: np.ndarray, free: FreeParameters, problem: Problem) -> list[StartRecord]:
-    """One record per start."""
-    weights = np.asarray(problem.weights, dtype=np.float64)
+    batch = Batch(host, how)
     records = []
-    for i in range(batch.theta.shape[0]):
-        g = batch.M[i] - batch.T[i]
-        grad = projected_gradient(batch.theta[i], 2.0 * batch.J[i].T @ weights @ g, free)
+    rows = zip(range(len(starts)), batch.status, batch.detail, batch.history)
+    for i, status, detail, history in rows:
+        theta = np.array(lanes.theta[i])
+        g = M[i] - np.asarray(lanes.targets[i])
+        grad = np.asarray(lm.projected_gradient(jnp.asarray(theta), jnp.asarray(2.0 * J[i].T @ weights @ g),
+                                                jnp.asarray(free.lower), jnp.asarray(free.upper)))
         grad_norm = float(np.max(np.abs(grad))) if np.isfinite(grad).all() else float("inf")
-        theta = np.array(batch.theta[i])
         records.append(StartRecord(
-            start=starts[i], theta=theta, u=free.to_u(free.inside(theta, margin=0.0)), value=float(batch.values[i]),
-            grad_norm=grad_norm, iterations=int(batch.evaluations[i]), status=batch.status[i], method=METHOD,
-            history=list(batch.history[i]), fp_iterations=int(batch.fp_iterations[i]), detail=batch.detail[i],
+            start=np.asarray(starts[i]), theta=theta, u=free.to_u(free.inside(theta, margin=0.0)),
+            value=float(lanes.value[i]), grad_norm=grad_norm, iterations=int(lanes.evaluations[i]), status=status,
+            method=how.method.method, history=history, fp_iterations=int(lanes.fp_iterations[i]), detail=detail,
         ))
-    return records
+    return records, M[: len(starts)]
 
 
-#: How the starting points are drawn (recorded in report.json).
-START_DESIGN = ("the baseline (moved inside the box), then a scrambled Sobol sequence (scipy.stats.qmc) "
-                "over the middle 90% of the search box, seeded by the run's seed")
-
-
-def starting_points(free: FreeParameters, base: Params, n_starts: int, seed: int) -> np.ndarray:
-    """n_starts starting values of theta: (n_starts, k).
-
-    The first is the base (baseline) value, moved inside the search box; the others are the first
-    points of a scrambled Sobol sequence (space-filling, seeded by ``seed``) mapped to the middle
-    90% of the box, which is finite for every parameter (``parameters.SEARCH_BOX`` or --bound).
-    """
-    from scipy.stats import qmc
-
-    first = free.inside([float(getattr(base, n)) for n in free.names], margin=0.01)
-    rows = [first]
-    if n_starts > 1:
-        lo, hi = np.asarray(free.lower), np.asarray(free.upper)
-        m = int(np.ceil(np.log2(n_starts - 1))) if n_starts > 2 else 0
-        sobol = qmc.Sobol(d=free.size, scramble=True, seed=np.random.default_rng([seed, 20260305]))
-        for u in sobol.random_base2(m)[: n_starts - 1]:
-            rows.append(free.inside(lo + (hi - lo) * (0.05 + 0.9 * u), margin=0.01))
-    return np.array(rows)
+def evaluate_in_loop(theta: np.ndarray, problem: Problem, how: Multistart, free: FreeParameters,
+                     lanes: int) -> Evaluation:
+    """:func:`evaluate` at theta (k,) from a cold start, computed by the compiled step of ``lm``
+    with ``lanes`` lanes (the one of an optimisation of that many starts with the same
+    tolerances: no program of its own to compile), the other lanes idle."""
+    how = dataclasses.replace(how, optimizer="lm")
+    state = step(new_batch(np.asarray(theta)[None], problem, how, free, prune=False, lanes=lanes), problem, how)
+    lane = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), jax.device_get(state.lane))
+    return Evaluation(jacobian=lane.jacobian, moments=lane.moments, aggregates=lane.aggregates,
+                      before=dict(zip(STATE_DIAGNOSTICS, lane.before)), after=dict(zip(STATE_DIAGNOSTICS, lane.after)))

@@ -7,13 +7,16 @@ constraint. At an open end of a domain (sigma > 0) the model is not finite, the 
 and the step is rejected. An estimate within 0.1% of the range (or of max(1, |bound|)) of a bound
 is reported as binding.
 
-The maps to unconstrained coordinates u, for callers that want them (``msm.criterion`` takes u):
+The maps to unconstrained coordinates u, the scale of the gradient optimisers (``--optimizer
+lbfgs``; ``optimiser.criterion_in_u`` takes u):
 - two finite bounds: theta = lo + (hi - lo) sin(u)^2;
 - only a lower bound: theta = lo + u^2;
 - only an upper bound: theta = hi - u^2;
 - none: theta = u.
-They reach a bound at a finite u where dtheta/du = 0. (An earlier L-BFGS optimiser used them; a
-Gauss-Newton step through them misbehaves: the flat derivative at a bound sends it far away.)"""
+They reach a bound at a finite u where dtheta/du = 0. (Levenberg-Marquardt works on theta itself:
+a Gauss-Newton step through them misbehaves, the flat derivative at a bound sends it far away.)
+
+The starting points of the multistart are drawn in the search box (:func:`starting_points`)."""
 
 from __future__ import annotations
 
@@ -253,3 +256,28 @@ def free_parameters(
     if "z_lo" in names and "z_hi" in names:
         raise ConfigError("z_lo and z_hi cannot both be free (their order constraint is not a box)")
     return FreeParameters(names=names, lower=tuple(lower), upper=tuple(upper))
+
+
+#: How the starting points are drawn (recorded in report.json).
+START_DESIGN = ("the baseline (moved inside the box), then a scrambled Sobol sequence (scipy.stats.qmc) "
+                "over the middle 90% of the search box, seeded by the run's seed")
+
+
+def starting_points(free: FreeParameters, base: Params, n_starts: int, seed: int) -> np.ndarray:
+    """n_starts starting values of theta in the search box: (n_starts, k).
+
+    The first is the base (baseline) value, moved inside the search box; the others are the first
+    points of a scrambled Sobol sequence (space-filling, seeded by ``seed``) mapped to the middle
+    90% of the box, which is finite for every parameter (:data:`SEARCH_BOX` or --bound).
+    """
+    from scipy.stats import qmc
+
+    first = free.inside([float(getattr(base, n)) for n in free.names], margin=0.01)
+    rows = [first]
+    if n_starts > 1:
+        lo, hi = np.asarray(free.lower), np.asarray(free.upper)
+        m = int(np.ceil(np.log2(n_starts - 1))) if n_starts > 2 else 0
+        sobol = qmc.Sobol(d=free.size, scramble=True, seed=np.random.default_rng([seed, 20260305]))
+        for u in sobol.random_base2(m)[: n_starts - 1]:
+            rows.append(free.inside(lo + (hi - lo) * (0.05 + 0.9 * u), margin=0.01))
+    return np.array(rows)

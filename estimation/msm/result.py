@@ -18,8 +18,8 @@ import numpy as np
 import jaxmodel
 from estimation.errors import ConfigError
 from estimation.msm.config import CalibrationConfig
-from estimation.msm.optimiser import START_DESIGN, StartRecord
-from estimation.msm.parameters import FreeParameters
+from estimation.msm.optimiser import StartRecord, optimiser_record
+from estimation.msm.parameters import START_DESIGN, FreeParameters
 from estimation.msm.targets import Targets
 from jaxmodel import MOMENT_NAMES, Params, Settings
 
@@ -271,6 +271,7 @@ class Result:
                 ],
                 "stage2": None if self.stage2 is None else self.stage2.to_dict(),
                 "start_design": START_DESIGN,
+                "optimizer": optimiser_record(self.config.optimizer, self.config.tolerances()),
             },
             "fixed_point": self.fixed_point.to_dict(),
             "inputs": self.inputs,

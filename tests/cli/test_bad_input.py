@@ -118,6 +118,7 @@ CASES = [
     ("bound-reversed", [*CAL, "--bound", "xi=0.5:0.1"], "xi"),
     ("bound-text", [*CAL, "--bound", "xi=low:high"], "xi"),
     ("bound-outside-domain", [*CAL, "--bound", "xi=-1:0.5"], "xi"),
+    ("optimizer-unknown", [*CAL, "--optimizer", "newton"], "choose from lm, lbfgs"),
     ("bound-malformed", [*CAL, "--bound", "sigma"], "sigma"),
     ("bound-not-free", [*CAL, "--bound", "tau=0.1:1"], "tau"),
     ("starts-zero", [*CAL, "--starts", "0"], "must be >= 1"),
@@ -191,6 +192,12 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
         code = exc.code
     captured = capsys.readouterr()
     return code, captured.err
+
+
+def test_an_unknown_optimizer_gets_one_line_naming_the_allowed_values(capsys):
+    code, err = _run([*CAL, "--optimizer", "newton"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert "--optimizer" in err and "'newton' is not an optimiser; choose from lm, lbfgs" in err
 
 
 def test_the_table_is_large_enough():
@@ -290,6 +297,7 @@ BEFORE_WORK = [
     ("targets-broken-toml", [*CAL, "--targets", "{tmp}/targets/broken.toml"]),
     ("weights-asymmetric", [*CAL, "--weights", "{tmp}/weights/asymmetric.csv"]),
     ("out-exists", [*CAL, "--out", "{tmp}/exists"]),
+    ("optimizer-unknown", [*CAL, "--optimizer", "newton"]),
     ("regimes-out-exists", ["regimes", *SMALL, "--out", "{tmp}/exists"]),
     ("scenario-set-outside-domain", ["scenario", "all", *SMALL, "--set", "gini_K=1"]),
     ("panel-power-set-outside-domain", ["panel-power", *SMALL, "--set", "tau=0"]),
@@ -303,11 +311,12 @@ def heavy_work(monkeypatch) -> list[str]:
 
     The names are patched on the modules where the estimation looks them up at call time:
     ``jaxmodel.make_draws``/``moments``/``solve``/``assign`` (the CLI, calibration, regimes, panel and
-    optimiser modules all call ``jaxmodel.<name>``) and ``optimiser.evaluate``/``new_batch``/``run_batch``/
-    ``simulation_noise`` (called as ``optimiser.<name>`` by ``estimation.msm.calibrate``).
+    optimiser modules all call ``jaxmodel.<name>``), ``optimiser.evaluate``/``evaluate_in_loop``/
+    ``new_batch``/``run_batch`` and ``noise.simulation_noise`` (called as ``optimiser.<name>`` and
+    ``noise.<name>`` by ``estimation.msm.calibrate``).
     """
     import jaxmodel
-    from estimation.msm import optimiser
+    from estimation.msm import noise, optimiser
 
     reached: list[str] = []
 
@@ -318,7 +327,8 @@ def heavy_work(monkeypatch) -> list[str]:
         return stub
 
     for module, names in ((jaxmodel, ("make_draws", "moments", "solve", "assign")),
-                          (optimiser, ("evaluate", "new_batch", "run_batch", "simulation_noise"))):
+                          (optimiser, ("evaluate", "evaluate_in_loop", "new_batch", "run_batch")),
+                          (noise, ("simulation_noise",))):
         for name in names:
             monkeypatch.setattr(module, name, forbidden(f"{module.__name__}.{name}"))
     return reached

@@ -58,15 +58,18 @@ def _files(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.name != "timing.json"}
 
 
-@pytest.fixture(scope="module")
-def runs(tmp_path_factory):
-    work = tmp_path_factory.mktemp("interruptions")
+@pytest.fixture(scope="module", params=["lm", "lbfgs"])
+def runs(request, tmp_path_factory):
+    """A, B, C (killed and resumed) and D (replayed) for every optimiser: the checkpoint holds the
+    optax state of each."""
+    command = [*COMMAND, "--optimizer", request.param]
+    work = tmp_path_factory.mktemp(f"interruptions-{request.param}")
     a, b, c, d = (work / name for name in "abcd")
-    _run([*COMMAND, "--out", str(a)], work)
-    _run([*COMMAND, "--out", str(b)], work)
+    _run([*command, "--out", str(a)], work)
+    _run([*command, "--out", str(b)], work)
 
     # C: killed with SIGKILL once its checkpoint shows the third optimiser iteration.
-    killed = subprocess.Popen(_cli(*COMMAND, "--out", str(c), cwd=work), cwd=work,
+    killed = subprocess.Popen(_cli(*command, "--out", str(c), cwd=work), cwd=work,
                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     checkpoint = work / ".c.partial" / "checkpoint.npz"
     deadline = time.monotonic() + 300
@@ -79,9 +82,12 @@ def runs(tmp_path_factory):
     state_after_kill = {"returncode": killed.returncode, "out_exists": c.exists(),
                         "partial": sorted(p.name for p in (work / ".c.partial").iterdir()),
                         "iteration": _iteration(checkpoint)}
-    _run([*COMMAND, "--out", str(c), "--resume"], work)
+    _run([*command, "--out", str(c), "--resume"], work)
 
     _run(["calibrate", "--replay", str(a / "report.json"), "--out", str(d), "--quiet"], work)
+    report = json.loads((a / "report.json").read_text())
+    assert report["config"]["optimizer"] == request.param
+    assert report["convergence"]["optimizer"]["name"] == request.param
     return a, b, c, d, state_after_kill
 
 

@@ -16,7 +16,7 @@ import pytest
 
 import jaxmodel
 from estimation import inference
-from estimation.msm.optimiser import starting_points
+from estimation.msm.parameters import starting_points
 from estimation.msm.parameters import SEARCH_BOX, free_parameters
 from jaxmodel import DOMAINS, PARAM_NAMES
 

@@ -50,30 +50,68 @@ def _theta(free, **changes):
 
 def test_the_criterion_is_plus_infinity_where_the_model_overflows(problem):
     free, prob = problem
+    cold = jaxmodel.outcomes.cold(SETTINGS)
     for changes in ({"sigma": 0.001}, {"sigma": 0.0003}):
-        m = np.asarray(optimiser.model_moments(jnp.asarray(_theta(free, **changes)), prob))
+        m = optimiser.evaluate(_theta(free, **changes), cold, prob).moments
         assert not np.isfinite(m).all()  # the region exists inside the domain
-        q = optimiser.criterion(jnp.asarray(free.to_u(_theta(free, **changes))), prob.targets, prob)
+        q = optimiser.criterion_in_u(jnp.asarray(free.to_u(_theta(free, **changes))), cold, prob.targets, prob)
         # +inf, not NaN: a line search compares values, and inf > anything makes it back off.
         assert float(q) == np.inf
 
 
-def test_a_start_in_the_overflow_region_fails_alone(problem):
+#: Both ways one program advances the starts: vectorised with the stopped ones masked (what an
+#: accelerator runs) and a map that skips them (the CPU's default).
+LANES = ("vmap", "map")
+
+
+def _run(free, prob, rows, lanes, prune=False):
+    """The loop over the starts ``rows`` in two lanes (a second lane that never runs where there is
+    one start: the same compiled program); returns the host view of its end state."""
+    how = optimiser.Multistart(tol=optimiser.Tolerances(max_iter=10), lanes=lanes)
+    state = optimiser.new_batch(np.stack(rows), prob, how, free, prune=prune, lanes=2)
+    return optimiser.Batch(jax.device_get(optimiser.run_batch(state, prob, how)), how)
+
+
+def _same_path(batch, i, alone):
+    """Start i of ``batch`` followed the path of the same start run alone (lane 0 of ``alone``):
+    the criterion at every accepted point and the end point to 1e-12 relative. The lanes of a
+    batch do not mix (every operation is per lane), so on one program this is rounding-free; 1e-12
+    leaves room for XLA's freedom to order batched arithmetic, and is far below the optimiser's
+    tolerances (an LM path amplifies a difference in the last digit to about 1e-10 over ten
+    iterations when the batch width differs)."""
+    assert len(batch.history[i]) == len(alone.history[0]) > 3
+    np.testing.assert_allclose(batch.history[i], alone.history[0], rtol=1e-12, atol=0)
+    np.testing.assert_allclose(batch.theta[i], alone.theta[0], rtol=1e-12, atol=1e-14)
+    assert batch.status[i] is alone.status[0]
+
+
+@pytest.fixture(scope="module")
+def good_alone(problem):
     free, prob = problem
-    tol = optimiser.Tolerances(max_iter=10)
-    good, other_good, bad = _theta(free), _theta(free, xi=0.3), _theta(free, sigma=0.001)
+    return {lanes: _run(free, prob, [_theta(free)], lanes) for lanes in LANES}
 
-    def run(rows):
-        # No pruning: the point is that each start's path is its own.
-        return optimiser.run_batch(optimiser.new_batch(np.stack(rows), prob), prob, free, tol, prune=False)
 
-    with_bad, with_good = run([good, bad]), run([good, other_good])
+@pytest.mark.parametrize("lanes", LANES)
+def test_a_start_in_the_overflow_region_fails_alone(problem, good_alone, lanes):
+    """A start whose criterion is not finite fails, masked in the batch: the start beside it
+    follows the path it follows alone."""
+    free, prob = problem
+    with_bad = _run(free, prob, [_theta(free), _theta(free, sigma=0.001)], lanes)
     assert with_bad.status[1] is optimiser.Status.NON_FINITE and with_bad.history[1] == [np.inf]
-    # The failing start does not disturb its neighbour in the batch: the good start follows the same
-    # path, bit for bit, whatever runs beside it.
-    assert len(with_bad.history[0]) > 3 and with_bad.history[0] == with_good.history[0]
-    np.testing.assert_array_equal(with_bad.theta[0], with_good.theta[0])
+    _same_path(with_bad, 0, good_alone[lanes])
     assert np.isfinite(with_bad.theta[0]).all() and np.isfinite(with_bad.history[0]).all()
+
+
+@pytest.mark.parametrize("lanes", LANES)
+def test_a_pruned_start_does_not_change_the_others(problem, good_alone, lanes):
+    """A start stopped as dominated after PRUNE_AFTER iterations is masked from then on: the
+    start beside it follows the path it follows alone."""
+    free, prob = problem
+    far = free.inside(np.array(free.lower) + 0.9 * (np.array(free.upper) - np.array(free.lower)), margin=0.01)
+    pruned = _run(free, prob, [_theta(free), far], lanes, prune=True)
+    assert pruned.status[1] is optimiser.Status.DOMINATED
+    assert f"after {optimiser.PRUNE_AFTER} iterations" in pruned.detail[1]
+    _same_path(pruned, 0, good_alone[lanes])
 
 
 def test_when_every_start_overflows_the_run_stops_with_a_clear_error(tmp_path):

@@ -1,0 +1,324 @@
+"""Bounded Levenberg-Marquardt with the NL2SOL secant term, as an optax transformation.
+
+The MSM criterion is Q(theta) = |r(theta)|^2 with residuals r = C' (m(theta) - m_data) (W = C C'),
+a small nonlinear least-squares problem (six residuals, k <= 28 parameters) over a box
+lower <= theta <= upper. Each step minimises the damped quadratic model
+
+    q(d) = r'J d + d' (J'J + S) d / 2 + lam d' D d / 2,   lower <= theta + d <= upper,
+
+with J = dr/dtheta, D = diag(J'J) (Marquardt's scaling, floored for columns that vanish) and S a
+secant estimate of the curvature sum_i r_i Hess r_i that Gauss-Newton leaves out (the structured
+update of NL2SOL, Dennis, Gay and Welsch 1981), which matters where a moment is flat to first
+order (a dispersion parameter at 0 whose moments move with its square). The model is a strictly
+convex quadratic over a box; :func:`box_qp` solves it exactly by a primal active-set method, so a
+bound that binds is an active constraint, met exactly.
+
+:func:`scale_by_bounded_lm` is an ``optax.GradientTransformationExtraArgs``: its ``update`` takes
+the residuals and their Jacobian at ``params`` as the extra arguments ``residuals`` and
+``jacobian`` (the gradient argument is not used) and returns the update to the next point to
+evaluate. ``params`` is the trial point of the previous update: the update first judges it
+(accepted when Q falls with a gain ratio above 1e-4, the damping then shrinking by Nielsen's rule;
+rejected otherwise, the damping growing), then tests the accepted point for convergence, then
+proposes the next trial point from the accepted one. So one evaluation of (r, J) per update, and
+the loop around it is optax's own: ``updates, state = tx.update(...)``;
+``params = optax.apply_updates(params, updates)``.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from estimation.msm.status import RUNNING, Status
+
+#: Initial damping (relative to the diagonal of J'J) and the damping beyond which no step is
+#: expected to decrease Q any more.
+LM_LAMBDA0 = 0.1
+LM_LAMBDA_MAX = 1e12
+#: Damping of the undamped Gauss-Newton model in the stopping test (its best decrease in the box).
+LM_LAMBDA_STOP = 1e-12
+#: Doublings of the damping tried to make the model positive definite, with S and then without.
+CHOLESKY_DOUBLINGS = 200
+
+
+class ScaleByBoundedLMState(NamedTuple):
+    """State of :func:`scale_by_bounded_lm` (one start; vmap it for several)."""
+
+    count: jax.Array  # shape=(), int32: updates made; 0: params is the start, accepted unjudged
+    theta: jax.Array  # shape=(k,): the last accepted point
+    residuals: jax.Array  # shape=(m,): r there
+    jacobian: jax.Array  # shape=(m, k): dr/dtheta there
+    value: jax.Array  # shape=(): Q = |r|^2 there (+inf where not finite)
+    S: jax.Array  # shape=(k, k): secant estimate of the curvature Gauss-Newton leaves out
+    lam: jax.Array  # shape=(): damping
+    nu: jax.Array  # shape=(): growth factor of the damping after a rejection
+    predicted: jax.Array  # shape=(): decrease of Q the model predicts for the pending trial step
+    accepted: jax.Array  # shape=(), bool: whether the last update accepted its params
+    stalls: jax.Array  # shape=(), int32: accepted steps in a row that decreased Q by <= ftol (1 + Q)
+    status: jax.Array  # shape=(), int32: ``Status.code`` of the accepted point, 0 while running
+
+
+def box_qp(H: jax.Array, g: jax.Array, lower: jax.Array, upper: jax.Array,
+           max_iter: int | None = None) -> jax.Array:
+    """argmin g'd + d'Hd/2 subject to lower <= d <= upper, by a primal active-set method.
+
+    H must be symmetric positive definite, and lower <= 0 <= upper (d = 0 is feasible; infinite
+    bounds allowed). The method starts at d = 0 with no active bound. Each iteration minimises the
+    model over the free variables with the active ones held at their bounds (a Cholesky solve of
+    the free block); if that point is feasible it is taken and the active bound whose multiplier
+    has the wrong sign (the most negative) is released, or, if none, the point is the solution;
+    otherwise the iterate moves toward it until the first bound is met, which becomes active.
+    Held variables sit exactly on their bounds. With H positive definite the model decreases
+    strictly between releases, so no working set repeats and the method ends in finitely many
+    iterations; ``max_iter`` (default 4 k + 8) caps them for compiled code: at the cap the feasible
+    iterate is returned.
+
+    Args:
+        H: (k, k) symmetric positive definite.
+        g: (k,) linear term.
+        lower, upper: (k,) bounds of d, lower <= 0 <= upper.
+        max_iter: most iterations (static).
+
+    Returns:
+        (k,) the minimiser.
+    """
+    k = g.shape[0]
+    max_iter = 4 * k + 8 if max_iter is None else max_iter
+    dtype = g.dtype
+    eye = jnp.eye(k, dtype=dtype)
+    # Multipliers and bound violations are judged relative to the problem's scale.
+    scale = jnp.max(jnp.abs(g)) + jnp.max(jnp.abs(H)) * jnp.max(
+        jnp.where(jnp.isfinite(lower), jnp.abs(lower), 0.0) + jnp.where(jnp.isfinite(upper), jnp.abs(upper), 0.0))
+    tol = 1e-13 * scale
+
+    def held_value(at_lo, at_hi):
+        return jnp.where(at_lo, lower, jnp.where(at_hi, upper, 0.0))
+
+    def subproblem(at_lo, at_hi):
+        free = ~(at_lo | at_hi)
+        held = held_value(at_lo, at_hi)
+        both = free[:, None] & free[None, :]
+        M = jnp.where(both, H, 0.0) + jnp.where(free, 0.0, 1.0) * eye
+        rhs = jnp.where(free, -(g + H @ held), held)
+        L = jnp.linalg.cholesky(M)
+        return jax.scipy.linalg.cho_solve((L, True), rhs), free
+
+    def body(carry):
+        d, at_lo, at_hi, it, _ = carry
+        p, free = subproblem(at_lo, at_hi)
+        below, above = free & (p < lower), free & (p > upper)
+        feasible = ~jnp.any(below | above)
+        # Feasible: take p; release the active bound with the most negative multiplier.
+        grad = H @ p + g
+        wrong = jnp.where(at_lo, -grad, jnp.where(at_hi, grad, -jnp.inf))
+        worst = jnp.argmax(wrong)
+        release = wrong[worst] > tol
+        optimal = feasible & ~release
+        # Infeasible: move toward p until the first bound, which becomes active.
+        direction = p - d
+        ratio = jnp.where(below, (lower - d) / jnp.where(below, direction, -1.0),
+                          jnp.where(above, (upper - d) / jnp.where(above, direction, 1.0), jnp.inf))
+        blocking = jnp.argmin(ratio)
+        alpha = jnp.clip(ratio[blocking], 0.0, 1.0)
+        moved = d + alpha * direction
+        hit = jnp.arange(k) == blocking
+        new_lo = jnp.where(feasible, at_lo & ~(release & _hit(worst, k)), at_lo | (hit & below))
+        new_hi = jnp.where(feasible, at_hi & ~(release & _hit(worst, k)), at_hi | (hit & above))
+        new_d = jnp.where(feasible, p, moved)
+        new_d = jnp.where(new_lo, lower, jnp.where(new_hi, upper, new_d))
+        return new_d, new_lo, new_hi, it + 1, optimal
+
+    def cond(carry):
+        *_, it, optimal = carry
+        return (~optimal) & (it < max_iter)
+
+    none = jnp.zeros(k, bool)
+    init = (jnp.zeros(k, dtype), none, none, jnp.int32(0), jnp.asarray(False))
+    d, at_lo, at_hi, _, _ = jax.lax.while_loop(cond, body, init)
+    return jnp.where(at_lo, lower, jnp.where(at_hi, upper, jnp.clip(d, lower, upper)))
+
+
+def _hit(index: jax.Array, k: int) -> jax.Array:
+    """(k,) bool, True at ``index``."""
+    return jnp.arange(k) == index
+
+
+def _factor_model(JtJ, S, D, lam):
+    """The damping that makes J'J + S + shift D positive definite, and the curvature kept.
+
+    The shift starts at lam and doubles (at least to 1e-8) up to :data:`CHOLESKY_DOUBLINGS` times;
+    if S's curvature still dominates (D may be floored far below S's scale in a column that nearly
+    vanishes), S is dropped (Gauss-Newton, positive definite for any shift > 0) and the shift
+    starts again at lam. Returns (H, curvature): the model's Hessian and the curvature kept (S or 0).
+    """
+    zero = jnp.zeros_like(S)
+
+    def attempt(t, shift):
+        curvature = jnp.where(t < CHOLESKY_DOUBLINGS, S, zero)
+        H = JtJ + curvature + shift * jnp.diag(D)
+        ok = jnp.all(jnp.isfinite(jnp.linalg.cholesky(H)))
+        return H, curvature, ok
+
+    def body(carry):
+        t, shift, *_ = carry
+        shift = jnp.where(t == CHOLESKY_DOUBLINGS - 1, lam, jnp.maximum(2.0 * shift, 1e-8))
+        t = t + 1
+        return (t, shift, *attempt(t, shift))
+
+    def cond(carry):
+        t, _, _, _, ok = carry
+        return (~ok) & (t < 2 * CHOLESKY_DOUBLINGS - 1)
+
+    t0 = jnp.int32(0)
+    _, _, H, curvature, _ = jax.lax.while_loop(cond, body, (t0, lam, *attempt(t0, lam)))
+    return H, curvature
+
+
+def box_step(r: jax.Array, J: jax.Array, S: jax.Array, lam: jax.Array, theta: jax.Array,
+             lower: jax.Array, upper: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """The damped model's step within the bounds and the decrease of Q it predicts.
+
+    The model of Q/2 = |r|^2/2 is r'J d + d'(J'J + S)d/2 (Gauss-Newton plus the secant term); the
+    step minimises it plus lam d'Dd/2 (D = diag(J'J), floored at 1e-12 of its largest entry)
+    subject to lower <= theta + d <= upper (:func:`box_qp`).
+
+    Args:
+        r: (m,) residuals; J: (m, k) dr/dtheta; S: (k, k) secant curvature; lam: () damping;
+        theta: (k,) the point; lower, upper: (k,) its bounds.
+
+    Returns:
+        The step (k,) and the decrease of Q = |r|^2 the undamped model predicts for it ().
+    """
+    JtJ = J.T @ J
+    diag = jnp.diag(JtJ)
+    D = jnp.maximum(diag, 1e-12 * jnp.maximum(jnp.max(diag, initial=0.0), 1e-300))
+    grad = J.T @ r
+    H, curvature = _factor_model(JtJ, S, D, lam)
+    step = box_qp(H, grad, jnp.minimum(lower - theta, 0.0), jnp.maximum(upper - theta, 0.0))
+    predicted = -2.0 * (grad @ step) - step @ (JtJ + curvature) @ step
+    return step, predicted
+
+
+def secant_update(S, step, J_old, J_new, r_old, r_new):
+    """NL2SOL's structured secant update of S: S s = y# with y# = (J_new - J_old)' r_new, a
+    symmetric rank-two change, S first sized down by min(1, |s'y#| / |s'Ss|); unchanged when
+    y's <= 1e-12 |y| |s| (y = J_new' r_new - J_old' r_old). Shapes: S (k, k), step (k,),
+    J (m, k), r (m,)."""
+    y = J_new.T @ r_new - J_old.T @ r_old
+    y_sharp = (J_new - J_old).T @ r_new
+    ys = y @ step
+    usable = ys > 1e-12 * jnp.linalg.norm(y) * jnp.linalg.norm(step)
+    sSs = step @ S @ step
+    sized = jnp.where(sSs != 0.0, S * jnp.minimum(1.0, jnp.abs(step @ y_sharp) / jnp.where(sSs != 0.0, jnp.abs(sSs), 1.0)), S)
+    ys_safe = jnp.where(usable, ys, 1.0)
+    z = y_sharp - sized @ step
+    new = sized + (jnp.outer(z, y) + jnp.outer(y, z)) / ys_safe - (z @ step) * jnp.outer(y, y) / ys_safe**2
+    return jnp.where(usable, new, S)
+
+
+def projected_gradient(theta: jax.Array, grad: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
+    """dQ/dtheta (k,) with the components that push against an active bound set to 0 (a bound is
+    active within 1e-12 max(|theta|, 1))."""
+    span = jnp.maximum(jnp.abs(theta), 1.0) * 1e-12
+    at_lo = jnp.isfinite(lower) & (theta - lower <= span) & (grad > 0)
+    at_hi = jnp.isfinite(upper) & (upper - theta <= span) & (grad < 0)
+    return jnp.where(at_lo | at_hi, 0.0, grad)
+
+
+def _value(r: jax.Array) -> jax.Array:
+    q = r @ r
+    return jnp.where(jnp.isfinite(q), q, jnp.inf)
+
+
+def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol: float = 1e-10, patience: int = 3,
+                        lambda0: float = LM_LAMBDA0,
+                        lambda_max: float = LM_LAMBDA_MAX) -> optax.GradientTransformationExtraArgs:
+    r"""Bounded Levenberg-Marquardt with NL2SOL's secant term (see the module docstring).
+
+    ``update(updates, state, params, *, residuals, jacobian)``: ``residuals`` (m,) and
+    ``jacobian`` (m, k) are r and dr/dtheta at ``params``; ``updates`` is ignored. The returned
+    update takes params to the next trial point theta + d, with d the step of the damped model at
+    the accepted point theta (:func:`box_step`), clipped into the box.
+
+    Acceptance: Q_new < Q, finite r and J, and a gain ratio
+    :math:`\rho = (Q - Q_{new}) / \text{predicted} > 10^{-4}`; then
+    :math:`\lambda \leftarrow \lambda \max(1/3, 1 - (2\rho - 1)^3)`, :math:`\nu = 4`, and S gets the
+    secant update; else :math:`\lambda \leftarrow \nu \lambda`, :math:`\nu \leftarrow 2 \nu`.
+
+    Stopping (``state.status``, a :class:`Status` code, tested on the accepted point in this order):
+    non-finite Q or J (NON_FINITE); max |projected dQ/dtheta| <= gtol (GRADIENT); ``patience``
+    accepted steps in a row each decreasing Q by <= ftol (1 + Q) (CRITERION_CHANGE); the undamped
+    model's best decrease in the box <= ftol (1 + Q) (PREDICTED_DECREASE); lam > lambda_max
+    (NO_DESCENT). Once a status is set, further updates leave the state and params unchanged.
+
+    Args:
+        lower, upper: (k,) bounds of theta (+-inf where none).
+        n_residuals: m, the length of r (the state's arrays have fixed shapes).
+        gtol, ftol, patience: stopping rules; lambda0, lambda_max: damping (see above).
+    """
+    lower = jnp.asarray(lower, jnp.float64)
+    upper = jnp.asarray(upper, jnp.float64)
+
+    def init(params):
+        k = params.shape[0]
+        dtype = params.dtype
+        return ScaleByBoundedLMState(
+            count=jnp.int32(0), theta=jnp.asarray(params), residuals=jnp.zeros(n_residuals, dtype),
+            jacobian=jnp.zeros((n_residuals, k), dtype),
+            value=jnp.asarray(jnp.inf, dtype), S=jnp.zeros((k, k), dtype), lam=jnp.asarray(lambda0, dtype),
+            nu=jnp.asarray(4.0, dtype), predicted=jnp.asarray(0.0, dtype), accepted=jnp.asarray(False),
+            stalls=jnp.int32(0), status=jnp.int32(RUNNING),
+        )
+
+    def update(updates, state: ScaleByBoundedLMState, params, *, residuals, jacobian, **extra_args):
+        del updates, extra_args
+        r, J = residuals, jacobian
+        new = _value(r)
+        first = state.count == 0
+        rho = jnp.where(state.predicted > 0, (state.value - new) / jnp.where(state.predicted > 0, state.predicted, 1.0), -1.0)
+        good = jnp.isfinite(new) & jnp.all(jnp.isfinite(J)) & (new < state.value) & (rho > 1e-4)
+        accept = first | good
+        # Judge the trial point.
+        step = params - state.theta
+        S = jnp.where(good, secant_update(state.S, step, state.jacobian, J, state.residuals, r), state.S)
+        small = state.value - new <= ftol * (1.0 + jnp.abs(state.value))
+        stalls = jnp.where(good, jnp.where(small, state.stalls + 1, 0), state.stalls)
+        lam = jnp.where(first, state.lam,
+                        jnp.where(good, state.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
+                                  state.lam * state.nu))
+        nu = jnp.where(first, state.nu, jnp.where(good, 4.0, 2.0 * state.nu))
+        theta = jnp.where(accept, params, state.theta)
+        r_acc = jnp.where(accept, r, state.residuals)
+        J_acc = jnp.where(accept, J, state.jacobian)
+        value = jnp.where(accept, new, state.value)
+        # Test the accepted point.
+        grad = projected_gradient(theta, 2.0 * J_acc.T @ r_acc, lower, upper)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(J_acc))
+        safe_r = jnp.where(finite, r_acc, 0.0)
+        safe_J = jnp.where(finite, J_acc, 0.0)
+        safe_S = jnp.where(finite, S, 0.0)
+        _, best_decrease = box_step(safe_r, safe_J, safe_S, jnp.asarray(LM_LAMBDA_STOP, lam.dtype), theta, lower, upper)
+        threshold = ftol * (1.0 + jnp.abs(value))
+        status = jnp.select(
+            [~finite, jnp.max(jnp.abs(grad)) <= gtol, stalls >= patience, best_decrease <= threshold, lam > lambda_max],
+            [Status.NON_FINITE.code, Status.GRADIENT.code, Status.CRITERION_CHANGE.code,
+             Status.PREDICTED_DECREASE.code, Status.NO_DESCENT.code], RUNNING).astype(jnp.int32)
+        # Propose the next trial point from the accepted one.
+        d, predicted = box_step(safe_r, safe_J, safe_S, lam, theta, lower, upper)
+        trial = jnp.clip(theta + d, lower, upper)
+        running = status == RUNNING
+        trial = jnp.where(running, trial, theta)
+        new_state = ScaleByBoundedLMState(
+            count=state.count + 1, theta=theta, residuals=r_acc, jacobian=J_acc, value=value, S=S, lam=lam, nu=nu,
+            predicted=predicted, accepted=accept, stalls=stalls.astype(jnp.int32), status=status,
+        )
+        # A start that had stopped stays as it was.
+        stopped = state.status != RUNNING
+        new_state = jax.tree_util.tree_map(lambda old, fresh: jnp.where(stopped, old, fresh), state, new_state)
+        new_params = jnp.where(stopped, params, trial)
+        return new_params - params, new_state
+
+    return optax.GradientTransformationExtraArgs(init, update)

@@ -1,0 +1,62 @@
+"""The optimisers of ``levelfield calibrate --optimizer`` agree on the default problem, and each
+records itself in report.json."""
+
+from __future__ import annotations
+
+import jax
+import numpy as np
+import pytest
+
+from estimation.msm import optimiser
+from estimation.msm.calibrate import _problem
+from estimation.msm.config import CalibrationConfig, validate
+from estimation.msm.parameters import starting_points
+
+# The default problem (shipped targets, diagonal weights, the five default free parameters, three
+# starts, seed 0) at a small N.
+CONFIG = CalibrationConfig(n_agents=4000, n_firms=40, n_starts=3, seed=0)
+
+
+def _best(name: str) -> optimiser.StartRecord:
+    inputs = validate(CONFIG)
+    problem = _problem(CONFIG, inputs)
+    starts = starting_points(inputs.free, inputs.base, CONFIG.n_starts, CONFIG.seed)
+    how = optimiser.Multistart(optimizer=name, tol=CONFIG.tolerances())
+    state = optimiser.run_batch(optimiser.new_batch(starts, problem, how, inputs.free), problem, how)
+    records, _ = optimiser.finish_starts(state, starts, inputs.free, problem, how)
+    finite = [r for r in records if np.isfinite(r.value)]
+    return min(finite, key=lambda r: r.value)
+
+
+@pytest.fixture(scope="module")
+def best():
+    return {name: _best(name) for name in ("lm", "lbfgs")}
+
+
+def test_lm_and_lbfgs_reach_the_same_criterion(best):
+    """Both end at the same minimum: the criterion to 1e-5 relative (the issue's aim; each stops
+    by its own rule at ftol = 1e-6 of 1 + Q, lbfgs on the unconstrained scale), the estimates to
+    1e-2 absolute (a flat direction of the criterion lets them differ more than Q)."""
+    lm, lbfgs = best["lm"], best["lbfgs"]
+    assert lm.status.converged and lbfgs.status.converged, (lm.status, lbfgs.status)
+    assert lbfgs.value == pytest.approx(lm.value, rel=1e-5), (lm, lbfgs)
+    np.testing.assert_allclose(lbfgs.theta, lm.theta, rtol=0, atol=1e-2)
+    assert lm.method == "Levenberg-Marquardt" and lbfgs.method.startswith("optax.lbfgs")
+
+
+def test_lm_needs_fewer_evaluations_than_lbfgs(best):
+    """The reason lm is the default: exact Jacobians and a Gauss-Newton model take fewer
+    evaluations than first-order curvature estimates."""
+    assert best["lm"].iterations < best["lbfgs"].iterations
+
+
+def test_report_records_the_optimiser_and_its_settings():
+    from estimation.msm.result import Result
+
+    for name in optimiser.OPTIMISERS:
+        record = optimiser.optimiser_record(name, CONFIG.tolerances())
+        assert record["name"] == name and record["settings"]["scale"] in ("theta", "u")
+        assert record["tolerances"]["ftol"] == CONFIG.ftol
+    assert "optimizer" in CalibrationConfig().to_dict()
+    assert CalibrationConfig.from_dict({"optimizer": "lbfgs"}).optimizer == "lbfgs"
+    del Result
