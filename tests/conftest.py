@@ -64,3 +64,18 @@ def shared_data() -> Path:
             pytest.fail(f"shared data folder {DATA} is missing under CI")
         pytest.skip(f"shared data folder {DATA} not found")
     return DATA
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _no_persistent_cache_in_this_process():
+    """Commands run in this process (``tests.helpers.run_cli``) do not turn on JAX's persistent
+    compilation cache here: the suite's one long-lived process compiles hundreds of programs, and one
+    full run died with a segmentation fault inside JAX's cache write (``put_executable_and_time``)
+    that no single test file reproduces. Subprocesses still share the cache through
+    ``LEVELFIELD_CACHE_DIR`` (set above), which is what the CLI's cache is for."""
+    import estimation.cli
+
+    original = estimation.cli.compilation_cache
+    estimation.cli.compilation_cache = lambda: None
+    yield
+    estimation.cli.compilation_cache = original
