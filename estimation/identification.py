@@ -18,7 +18,7 @@ Definitions (the numbers ``levelfield identify`` reports):
   set to exactly 0 (so it does not depend on the parameters' units). Its directions are the right
   singular vectors whose singular value is at most :data:`NULL_REL_TOL` times the largest (plus
   k - m directions when k > m). A tolerance of 1e-6 lies far above the error of the exact
-  Jacobian (about 1e-8 relative, ``Settings.tangent_tol``) and far below any effect a user would call
+  Jacobian (about fp_tol relative; 1e-8, ``Settings.tangent_tol``, where its solves are matrix-free) and far below any effect a user would call
   "weak but there" (those show up in the condition number). The same tolerance defines the rank in
   report.json (``estimation.inference.identification``). Each null direction is also given in
   natural units, d theta = D^{-1} v with D the column norms (normalised to unit length): moving the
@@ -90,8 +90,8 @@ def _moments_and_jacobian(theta, base, free, draws, assigned, settings: Settings
     return G, v, residual
 
 
-def _moments_only(theta, base, free, draws, assigned, settings: Settings):
-    out = moments_at(params_with(base, theta, free), draws, settings, cold(settings), assigned)
+def _moments_only(theta, base, free, draws, assigned, start, settings: Settings):
+    out = moments_at(params_with(base, theta, free), draws, settings, start, assigned)
     return out.vector(), jnp.maximum(out.before["fp_residual"], out.after["fp_residual"])
 
 
@@ -102,8 +102,8 @@ def _jacobians(thetas, base, free, draws, assigned, settings: Settings, batch_si
 
 
 @functools.partial(jax.jit, static_argnames=("settings", "batch_size"))
-def _moment_values(thetas, base, free, draws, assigned, settings: Settings, batch_size: int):
-    return jax.lax.map(lambda t: _moments_only(t, base, free, draws, assigned, settings), thetas,
+def _moment_values(thetas, base, free, draws, assigned, start, settings: Settings, batch_size: int):
+    return jax.lax.map(lambda t: _moments_only(t, base, free, draws, assigned, start, settings), thetas,
                        batch_size=batch_size)
 
 
@@ -138,7 +138,9 @@ class Model:
     """What the batched programs need: settings, the fixed parameters, the free set and the draws.
 
     ``assigned`` is the workers' assignment (``jaxmodel.assign``) when neither rho_occ nor rho_firm
-    is free (computed once), else None.
+    is free (computed once), else None. ``start`` (2, 3 O + F) warm-starts the fixed points of
+    :func:`moment_values` (e.g. the aggregates at an estimate, for draws around it); None: cold.
+    The same fixed point to ``fp_tol`` either way, reached in fewer iterations.
     """
 
     settings: Settings
@@ -146,6 +148,7 @@ class Model:
     free: FreeParameters
     draws: object  # jaxmodel.Draws
     assigned: object | None
+    start: object | None = None
 
 
 def _padded(thetas, batch: int) -> tuple[np.ndarray, int, int]:
@@ -180,8 +183,9 @@ def jacobians(model: Model, thetas: np.ndarray, batch: int | None = None) -> dic
 def moment_values(model: Model, thetas: np.ndarray, batch: int | None = None) -> dict:
     """Moments (S, m) and fixed-point residuals (S,) at thetas (S, k), one compiled program."""
     thetas, n, b = _padded(thetas, batch or batch_size(model.settings.n_agents, 0, len(thetas)))
+    warm = cold(model.settings) if model.start is None else jnp.asarray(model.start, model.settings.dtype)
     args = (jnp.asarray(thetas, dtype=model.settings.dtype), model.base, model.free.arrays(), model.draws,
-            model.assigned)
+            model.assigned, warm)
     start = time.perf_counter()
     program = _moment_values.lower(*args, settings=model.settings, batch_size=b).compile()
     compiled = time.perf_counter()
@@ -679,6 +683,14 @@ class Study:
     slices: dict | None  # {"which": (k n,), "thetas": (k n, k), "Q": (k n,), "n": n}
     contour: dict | None  # {"pair": (a, b), "thetas": (n n, k), "Q": (n n,), "n": n}
     timing: dict
+    regime: dict | None = None  # Delta Gini's SE and the regime probability (``regime_cov`` given)
+
+    def share_concentrating(self) -> float:
+        """Share of the finite Sobol points with Delta Gini > 0: the concentrating share of the
+        search box (uniform over it), NaN without a sample."""
+        if self.sample is None or not self.sample.finite.any():
+            return math.nan
+        return float(np.mean(self.sample.moments[self.sample.finite, MOMENT_NAMES.index("gini_change")] > 0))
 
     @property
     def widths(self) -> np.ndarray:
@@ -687,12 +699,17 @@ class Study:
 
 def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.ndarray, weights: np.ndarray,
           moments_cov: np.ndarray, n_points: int, seed: int, slice_points: int = 21, grid: int = 15,
-          batch: int | None = None, progress: Callable[[str], None] | None = None) -> Study:
+          batch: int | None = None, progress: Callable[[str], None] | None = None,
+          regime_cov: np.ndarray | None = None, regime_draws: int = 0, regime_key: jax.Array | None = None) -> Study:
     """The diagnostics at ``theta`` (k,), over ``n_points`` Sobol points and the criterion slices.
 
     The point and the sample go through one compiled Jacobian program (the point is row 0 of the
-    batch); the slices and the contour through one compiled moments program. ``slice_points`` 0
-    leaves the slices out, ``grid`` 0 the contour.
+    batch); the slices, the contour and the regime draws through one compiled moments program.
+    ``slice_points`` 0 leaves the slices out, ``grid`` 0 the contour. With ``regime_cov`` V (k, k),
+    the covariance of an estimate at theta (a calibration's cov.csv), ``regime_draws`` draws of
+    theta ~ N(theta, V) in the search box give the probability of the concentrating regime
+    (``estimation.regimes``; key ``regime_key``, by default ``fold_in(key(seed), 2)``: a calibration's
+    own draws of theta when ``seed`` is its seed).
     """
     say = progress or (lambda text: None)
     free = model.free
@@ -722,7 +739,7 @@ def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.nd
         sample = diagnose_sample(sample_thetas, run["jacobian"][1:], run["moments"][1:], run["fp_residual"][1:],
                                  weights, moments_cov, names, widths, np.asarray(free.lower))
     timing["sample_diagnostics_s"] = time.perf_counter() - t0
-    slices = contour = None
+    slices = contour = regime = None
     rows, pair = [], None
     if slice_points:
         s_thetas, which = slice_design(free, theta, slice_points)
@@ -730,22 +747,43 @@ def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.nd
     if grid and free.size >= 2:
         pair = point.most_pair[0] or (0, 1)
         rows.append(contour_design(free, theta, pair, grid))
-    if rows:
+    regime_thetas = acceptance = None
+    if regime_cov is not None and regime_draws > 0:
+        from estimation import regimes
+
+        key = jax.random.fold_in(jax.random.key(seed), 2) if regime_key is None else regime_key
+        regime_thetas, acceptance = regimes.draws_in_box(key, theta,
+                                                         regime_cov, free.lower, free.upper, regime_draws)
+    if rows or regime_thetas is not None:
         say("Criterion slices and contour (one compiled program)")
-        values = moment_values(model, np.vstack(rows), batch)
+        n_regime = 0 if regime_thetas is None else len(regime_thetas)
+        values = moment_values(model, np.vstack(rows + ([regime_thetas] if n_regime else [])), batch)
         timing["slices"] = {k: values[k] for k in ("compile_s", "run_s", "batch_size")}
-        q = criterion(values["moments"], targets, weights)
+        q = criterion(values["moments"][:len(values["moments"]) - n_regime], targets, weights)
         cut = 0
         if slice_points:
             cut = len(which)
             slices = {"which": which, "thetas": s_thetas, "Q": q[:cut], "n": slice_points}
         if pair is not None:
             contour = {"pair": pair, "thetas": rows[-1], "Q": q[cut:], "n": grid}
+        if regime_thetas is not None:
+            regime = _regime(G, m, regime_cov, values["moments"][len(q):], acceptance)
     return Study(free=free, theta=theta, targets=np.asarray(targets, dtype=np.float64),
                  target_se=np.asarray(target_se, dtype=np.float64), weights=weights,
                  moments_cov=np.asarray(moments_cov, dtype=np.float64), jacobian=G, moments=m,
                  fp_residual=float(run["fp_residual"][0]), point=point, heatmap=heat, sample=sample,
-                 slices=slices, contour=contour, timing=timing)
+                 slices=slices, contour=contour, regime=regime, timing=timing)
+
+
+def _regime(G: np.ndarray, m: np.ndarray, cov: np.ndarray, draws_moments: np.ndarray, acceptance: float) -> dict:
+    """Delta Gini at the point with its delta-method SE, and the share of the regime draws (their
+    moments (S, m)) in the concentrating regime (``estimation.regimes``)."""
+    from estimation import regimes
+
+    gini = MOMENT_NAMES.index("gini_change")
+    se = regimes.delta_gini_se(G[gini], cov)
+    return {"delta_gini": float(m[gini]), "se": se, "probability_normal": regimes.normal_probability(m[gini], se),
+            **regimes.regime_probability(draws_moments[:, gini]), "acceptance": acceptance}
 
 
 __all__ = [

@@ -142,6 +142,11 @@ def bounded_intervals(estimates: np.ndarray, cov: np.ndarray, lower, upper, bind
     return {"lower": out_lo, "upper": out_hi, "se": se, "method": method, "note": note}
 
 
+#: The two forms of J (``j_test``'s "form"): under optimal weights, and under any weights.
+J_HANSEN = "g' Sigma^-1 g"
+J_GENERALISED = "g' S^+ g"
+
+
 def j_statistic(errors: np.ndarray, moments_cov: np.ndarray, n_params: int) -> dict:
     """Hansen's J = g' Sigma^-1 g at the estimate, under optimal weights W = Sigma^-1 (:func:`j_test`
     without a Jacobian and weights): {"J", "df", "p_value"}."""
@@ -156,11 +161,14 @@ def j_test(errors: np.ndarray, moments_cov: np.ndarray, n_params: int, jacobian:
 
     Without ``jacobian`` and ``weights`` (optimal weights W = Sigma^-1): J = g' Sigma^-1 g. Under
     other weights the errors at the estimate have asymptotic covariance
-    S = (I - H) Sigma (I - H)' with H = G (G'WG)^-1 G'W, of rank m - k, and J = g' S^+ g is
-    chi-squared with rank(S) degrees of freedom (S^+ the Moore-Penrose inverse, from the eigenvalues
-    of S above 1e-10 times its largest). Where the first-order condition G'Wg = 0 holds with
-    W = Sigma^-1 the two forms agree. With no over-identifying restriction there is no test and the
-    p-value is None.
+    S = (I - H) Sigma (I - H)' with H = G (G'WG)^+ G'W, of rank m - rank(G), and J = g' S^+ g is
+    chi-squared with rank(S) degrees of freedom. S^+ is the Moore-Penrose inverse from the
+    eigenvalues of S above 1e-10 times the largest eigenvalue of Sigma: S's nonzero eigenvalues are
+    of the order of Sigma's, its null ones are rounding (about 1e-16 of Sigma's), so the cut is
+    scale-free and never keeps rounding as a direction (which a cut relative to S's own largest
+    eigenvalue would do when k = m and S is all rounding). Where the first-order condition
+    G'Wg = 0 holds with W = Sigma^-1 the two forms agree. With no over-identifying restriction
+    there is no test and the p-value is None.
 
     Args:
         errors: (m,) g = m(theta_hat) - m_data.
@@ -168,21 +176,23 @@ def j_test(errors: np.ndarray, moments_cov: np.ndarray, n_params: int, jacobian:
         jacobian: (m, k) G = dm/dtheta at the estimate; weights: (m, m) W the estimate used.
 
     Returns:
-        {"J", "df", "p_value", "form"}: form "g' Sigma^-1 g" or "g' S^+ g".
+        {"J", "df", "p_value", "form"}: form :data:`J_HANSEN` or :data:`J_GENERALISED`.
     """
+    errors = np.asarray(errors, dtype=np.float64)
     if jacobian is None or weights is None:
         j = float(errors @ np.linalg.solve(moments_cov, errors))
-        df, form = errors.size - n_params, "g' Sigma^-1 g"
+        df, form = errors.size - n_params, J_HANSEN
     else:
         G, W = np.asarray(jacobian, float), np.asarray(weights, float)
-        H = G @ np.linalg.solve(G.T @ W @ G, G.T @ W)
+        H = G @ np.linalg.pinv(G.T @ W @ G, hermitian=True) @ (G.T @ W)
         residual = np.eye(errors.size) - H
         S = residual @ moments_cov @ residual.T
         values, vectors = np.linalg.eigh((S + S.T) / 2.0)
-        keep = values > 1e-10 * max(float(values.max()), 0.0)
+        scale = float(np.linalg.eigvalsh((moments_cov + moments_cov.T) / 2.0).max())
+        keep = values > 1e-10 * max(scale, 0.0)
         projected = vectors[:, keep].T @ errors
         j = float(np.sum(projected**2 / values[keep]))
-        df, form = int(np.sum(keep)), "g' S^+ g"
+        df, form = int(np.sum(keep)), J_GENERALISED
     p_value = float(gammaincc(df / 2.0, j / 2.0)) if df > 0 else None
     return {"J": j, "df": df, "p_value": p_value, "form": form}
 

@@ -1,14 +1,15 @@
-"""Memory: the peak a command needs at its size, what the machine offers, and a refusal that says what fits.
+"""Whether a command fits in memory: the peak it needs at its size against what the machine offers.
 
-A command's peak is a fixed part (the interpreter, JAX, XLA compiling the command's programs: about
-620 MiB on a first run, less when they come from the compilation cache) plus a part
-proportional to the agents, ``BYTES_PER_AGENT[command, precision]``: the simulated agents' draws,
+A command's peak is a fixed part, ``FIXED_BYTES`` (the interpreter, JAX, XLA compiling the command's
+programs on a first run; less when they come from the compilation cache), plus a part proportional to
+the agents, ``BYTES_PER_AGENT[command, precision]``: the simulated agents' draws,
 their per-branch arrays of both AI states and the temporaries of the programs that use them.
 The per-agent figures are measured as peak resident memory of whole processes at several sizes
 (``benchmarks/bench_memory.py``, ``benchmarks/results/memory_<command>.json``); sums over firms, tasks and
 occupations are small beside them. Agents split over devices and processes divide the per-agent
 part. The check runs before the draws are made, so a size that cannot fit is refused in one line
-instead of a traceback from the allocator, or the operating system's silent kill.
+instead of a traceback from the allocator, or the operating system's silent kill; the refusal says
+what fits.
 """
 
 from __future__ import annotations

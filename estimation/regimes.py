@@ -301,3 +301,106 @@ def study(params: Params, draws: Draws, settings: Settings, grid: int,
     say(f"Map of Delta Gini over (eta1, xi), {grid}x{grid}")
     technology = regime_map(params, draws, settings, {"eta1": eta1, "xi": xi})
     return RegimeStudy(boundaries, xi, gini_K, eta1, plane, technology)
+
+
+# --- The regime with its uncertainty ---------------------------------------------------------------
+
+#: Draws of theta for the regime probability (``levelfield calibrate --regime-draws``): the Monte
+#: Carlo SE of a probability p from S draws is sqrt(p (1 - p) / S) <= 0.5 / sqrt(S), 0.031 at 256.
+REGIME_DRAWS = 256
+#: Rounds of rejection sampling (each of 2 S normal draws) before giving up on filling S draws in the box.
+MAX_ROUNDS = 50
+
+
+def delta_gini_se(gradient: np.ndarray, cov: np.ndarray) -> float:
+    """Delta-method SE of Delta Gini at the estimate: sqrt(a' V a), a = dDeltaGini/dtheta (k,), V (k, k)."""
+    a = np.asarray(gradient, dtype=np.float64)
+    return float(np.sqrt(max(float(a @ np.asarray(cov, dtype=np.float64) @ a), 0.0)))
+
+
+def draws_in_box(key: jax.Array, mean: np.ndarray, cov: np.ndarray, lower, upper, n_draws: int,
+                 max_rounds: int = MAX_ROUNDS) -> tuple[np.ndarray, float]:
+    """``n_draws`` draws of theta ~ N(mean, cov) restricted to the box [lower, upper] (rejection).
+
+    Draws come in rounds of 2 ``n_draws`` from keys split off ``key`` (the same key, the same
+    draws); those outside the box are dropped. The square root of V is the symmetric one
+    (eigenvalues clipped at 0), so a V that is only positive semi-definite is fine.
+
+    Args:
+        mean: (k,); cov: (k, k); lower, upper: (k,) the search box.
+
+    Returns:
+        (draws (S', k) with S' = n_draws unless ``max_rounds`` rounds did not fill it, the share
+        of normal draws that fell in the box).
+    """
+    mean = np.asarray(mean, dtype=np.float64)
+    lo, hi = np.asarray(lower, dtype=np.float64), np.asarray(upper, dtype=np.float64)
+    values, vectors = np.linalg.eigh((np.asarray(cov, np.float64) + np.asarray(cov, np.float64).T) / 2.0)
+    root = (vectors * np.sqrt(np.clip(values, 0.0, None))) @ vectors.T
+    kept, drawn = [], 0
+    for _ in range(max_rounds):
+        key, sub = jax.random.split(key)
+        z = np.asarray(jax.random.normal(sub, (2 * n_draws, mean.size), dtype=jnp.float64))
+        theta = mean[None, :] + z @ root
+        drawn += theta.shape[0]
+        kept.append(theta[((theta >= lo) & (theta <= hi)).all(axis=1)])
+        if sum(len(t) for t in kept) >= n_draws:
+            break
+    draws = np.concatenate(kept)[:n_draws]
+    return draws, float(sum(len(t) for t in kept) / drawn)
+
+
+def regime_probability(values: np.ndarray) -> dict:
+    """The share of draws in the concentrating regime (Delta Gini > 0) among those where the model
+    is finite, with its Monte Carlo SE sqrt(p (1 - p) / S).
+
+    Args:
+        values: (S,) Delta Gini at each draw (NaN or inf where the model overflowed).
+    """
+    values = np.asarray(values, dtype=np.float64)
+    finite = np.isfinite(values)
+    n = int(finite.sum())
+    p = float(np.mean(values[finite] > 0)) if n else float("nan")
+    return {"probability_concentrating": p, "monte_carlo_se": float(np.sqrt(p * (1.0 - p) / n)) if n else float("nan"),
+            "draws": int(values.size), "finite_draws": n}
+
+
+def normal_probability(delta_gini: float, se: float) -> float:
+    """P(Delta Gini > 0) to first order, Phi(Delta Gini / se) (1 or 0 when se is 0)."""
+    from statistics import NormalDist
+
+    if not se > 0:
+        return float(delta_gini > 0)
+    return float(NormalDist().cdf(delta_gini / se))
+
+
+def regime_uncertainty(delta_gini: float, gradient: np.ndarray, cov: np.ndarray, theta: np.ndarray, lower, upper,
+                       delta_gini_at: Callable[[np.ndarray], np.ndarray], key: jax.Array,
+                       n_draws: int = REGIME_DRAWS) -> dict:
+    """Delta Gini with its delta-method SE, and the probability of the concentrating regime.
+
+    The probability is the share of ``n_draws`` draws theta ~ N(theta_hat, V) restricted to the
+    search box (:func:`draws_in_box`) where Delta Gini(theta) > 0, each draw's Delta Gini from
+    ``delta_gini_at`` (one batched program over all draws). Beside it the first-order
+    probability Phi(Delta Gini / se): the two agree when Delta Gini is close to linear over the
+    spread of the draws and the box does not cut them.
+
+    Args:
+        delta_gini: at the estimate; gradient: (k,) its derivative in the free parameters;
+        cov: (k, k) V; theta: (k,) the estimate; lower, upper: (k,) the search box;
+        delta_gini_at: (S, k) draws -> (S,) Delta Gini; key: the PRNG key of the draws.
+
+    Returns:
+        dict with delta_gini, se, probability_normal, probability_concentrating, monte_carlo_se,
+        draws, finite_draws, acceptance (share of normal draws inside the box) and method.
+    """
+    se = delta_gini_se(gradient, cov)
+    out = {"delta_gini": float(delta_gini), "se": se, "probability_normal": normal_probability(delta_gini, se)}
+    if n_draws <= 0:
+        return {**out, "probability_concentrating": None, "monte_carlo_se": None, "draws": 0, "finite_draws": 0,
+                "acceptance": None, "method": "no draws (--regime-draws 0)"}
+    thetas, acceptance = draws_in_box(key, theta, cov, lower, upper, n_draws)
+    values = np.asarray(delta_gini_at(thetas), dtype=np.float64) if len(thetas) else np.zeros(0)
+    return {**out, **regime_probability(values), "acceptance": acceptance,
+            "method": ("share of draws theta ~ N(theta_hat, V) restricted to the search box with Delta Gini > 0, "
+                       "each from the model (one batched program)")}

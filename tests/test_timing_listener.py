@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import importlib
 
 import jax
 import pytest
@@ -35,25 +36,28 @@ def listeners(monkeypatch):
     return alive
 
 
-def test_a_calibration_that_raises_leaves_no_listener(listeners):
-    """calibrate() raising in the middle of its run (here its progress callback, at the first step
-    after the clock has started) leaves none of the listeners it registered with JAX, once its
-    error is handled: no failed run keeps being called on every later compilation."""
-    from estimation.msm import calibrate
+def test_a_stage_that_raises_unregisters_the_listener_at_once(listeners, monkeypatch):
+    """calibrate() times its stages inside ``with run.clock:``: when a stage raises mid-way (here the
+    first optimisation stage, after the draws were timed), the listener is gone as the error leaves
+    calibrate, without garbage collection, while the traceback still holds the run and its clock."""
+    calibrate_module = importlib.import_module("estimation.msm.calibrate")
+    registered = []
 
-    events = []
-
-    def stop_at_first_step(event, payload):
-        events.append(event)
+    def raising_stage(run, *args, **kwargs):
+        registered.extend(listeners)
+        assert run.clock.listening
         raise _Stop
 
-    with pytest.raises(_Stop) as excinfo:
-        calibrate(n_agents=2000, n_firms=20, n_starts=1, max_iter=2, flip_checks=0, progress=stop_at_first_step)
-    assert events == ["step"]
-    assert listeners, "the clock did not start listening before the error (the test would prove nothing)"
-    del excinfo
-    gc.collect()
-    assert listeners == []
+    monkeypatch.setattr(calibrate_module._Run, "stage", raising_stage)
+    gc.disable()  # the listener must go in the finally, not through the clock's finalizer
+    try:
+        with pytest.raises(_Stop) as excinfo:
+            calibrate_module.calibrate(n_agents=2000, n_firms=20, n_starts=1, max_iter=2, flip_checks=0)
+        assert registered, "the clock did not start listening before the stage raised (the test would prove nothing)"
+        assert listeners == []
+        assert excinfo.traceback  # still alive: nothing was collected
+    finally:
+        gc.enable()
 
 
 def test_the_clock_as_a_context_manager_stops_listening_when_its_body_raises(listeners):

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from estimation.cli import calibrate, identify, oews, panel_power, regimes, report, simulate
+from estimation.cli import calibrate, identify, oews, panel_power, regimes, report, scenario, simulate
 from estimation.cli.options import Parser, add_distributed_options, parse_assignments
 from estimation.errors import EstimationError
 
@@ -43,7 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_distributed_options(parser)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     commands.required = True
-    for command in (simulate, calibrate, identify, regimes, oews, panel_power, report):
+    for command in (simulate, calibrate, identify, regimes, scenario, oews, panel_power, report):
         command.register(commands)
     return parser
 

@@ -42,12 +42,18 @@ def register(commands) -> None:
                        help="search box of a free parameter (default: the calibration's bounds, else the search box)")
     ident.add_argument("--targets", metavar="FILE",
                        help="targets CSV/TOML without --from (default: the shipped MODEL.md scenario)")
+    ident.add_argument("--moments", metavar="NAMES",
+                       help="the moments to identify with, comma-separated (code names or m1..m6; default all six): "
+                            "the others get weight 0")
     ident.add_argument("--points", type=positive_int, default=256, metavar="S",
                        help="Sobol points over the search box (default 256, at least 2)")
     ident.add_argument("--slice-points", type=int, default=21, metavar="N",
                        help="points of each criterion slice across the box (default 21; 0: no slices)")
     ident.add_argument("--grid", type=int, default=15, metavar="N",
                        help="points per axis of the criterion contour of the most collinear pair (default 15; 0: none)")
+    ident.add_argument("--regime-draws", type=int, default=256, metavar="S",
+                       help="with --from: draws of theta ~ N(estimate, V) in the search box (V: the calibration's "
+                            "cov.csv) for the probability of the concentrating regime (default 256; 0: none)")
     ident.add_argument("--batch", type=positive_int, metavar="B",
                        help="points per vmapped batch (default: as many as fit in memory)")
     runs = parser.add_argument_group("results")
@@ -72,6 +78,9 @@ class Inputs:
     weights_origin: str
     moments_cov: object  # numpy (6, 6)
     omega_note: str
+    moments: tuple = ()  # the moments used (W is 0 in the rows and columns of the others)
+    regime_cov: object = None  # numpy (k, k): the calibration's cov.csv, when it applies to the free set
+    regime_note: str = ""
 
 
 def _matrix(folder: Path, name: str, required: bool):
@@ -117,6 +126,8 @@ def resolve(args: argparse.Namespace) -> Inputs:
         raise ConfigError(f"--slice-points {args.slice_points} must be 0 (no slices) or at least 2")
     if args.grid < 0 or args.grid == 1:
         raise ConfigError(f"--grid {args.grid} must be 0 (no contour) or at least 2")
+    if args.regime_draws < 0:
+        raise ConfigError(f"--regime-draws {args.regime_draws} must be 0 (none) or more")
     bounds = {}
     for item in args.bound:
         name, lo, hi = parse_bound(item)
@@ -162,9 +173,70 @@ def resolve(args: argparse.Namespace) -> Inputs:
         omega_note = ("diag(se^2) of the targets; the simulation noise Omega_sim is left out "
                       "(pass --from a calibration to include it)")
     free = free_parameters(names, bounds)
+    used = moment_subset(args.moments, free.names)
+    if len(used) < len(MOMENT_NAMES):
+        mask = np.array([n in used for n in MOMENT_NAMES])
+        weights = np.where(mask[:, None] & mask[None, :], weights, 0.0)
+        weights_origin += f", restricted to {', '.join(used)} (--moments; the others weight 0)"
+    regime_cov, regime_note = None, "no regime probability: it needs --from a calibration (its cov.csv)"
+    if args.from_dir is not None:
+        regime_cov, regime_note = _regime_cov(Path(args.from_dir), free.names, saved_free)
     return Inputs(params=params, settings=settings, seed=seed, origin=origin, free=free, targets=targets,
                   target_se=target_se, weights=weights, weights_origin=weights_origin, moments_cov=omega,
-                  omega_note=omega_note)
+                  omega_note=omega_note, regime_cov=regime_cov, regime_note=regime_note, moments=used)
+
+
+def moment_subset(text: str | None, free: tuple[str, ...]) -> tuple[str, ...]:
+    """The moments named in ``--moments`` (code names or m1..m6, any case), in MODEL.md order; all
+    six without it. Raises ConfigError for an unknown or repeated name, or fewer moments than free
+    parameters (no rank condition can hold)."""
+    from estimation.msm.targets import ALIASES
+    from jaxmodel import MOMENT_NAMES
+
+    if text is None:
+        return tuple(MOMENT_NAMES)
+    given = [n.strip() for n in text.split(",") if n.strip()]
+    names = []
+    for raw in given:
+        name = ALIASES.get(raw.lower(), raw.lower())
+        if name not in MOMENT_NAMES:
+            raise ConfigError(f"--moments: unknown moment {raw!r}; allowed: {', '.join(MOMENT_NAMES)} (or m1..m6)")
+        if name in names:
+            raise ConfigError(f"--moments: {name} is given twice")
+        names.append(name)
+    if not names:
+        raise ConfigError("--moments: no moment named; give at least one of " + ", ".join(MOMENT_NAMES))
+    if len(names) < len(free):
+        raise ConfigError(f"--moments: {len(names)} moment(s) cannot identify {len(free)} free parameters "
+                          f"({', '.join(free)}); free at most as many parameters as moments")
+    return tuple(n for n in MOMENT_NAMES if n in names)
+
+
+def _regime_key(seed: int):
+    """The calibration's key of its regime draws (``estimation.msm.calibrate.REGIME_KEY``): with the
+    same draws seed, the same draws of theta as the calibration's own regime probability."""
+    import jax
+
+    from estimation.msm.calibrate import REGIME_KEY
+
+    return jax.random.fold_in(jax.random.key(seed), REGIME_KEY)
+
+
+def _regime_cov(folder: Path, names: tuple[str, ...], saved: tuple[str, ...]):
+    """(V of the calibration's estimates for the free set, a note): V is None where cov.csv is
+    missing, not finite, or the free set is not the calibration's."""
+    import numpy as np
+    import pandas as pd
+
+    if tuple(names) != tuple(saved):
+        return None, f"no regime probability: the free set is not the calibration's ({', '.join(saved)})"
+    try:
+        cov = pd.read_csv(folder / "cov.csv", index_col=0).loc[list(names), list(names)].to_numpy(dtype=np.float64)
+    except (OSError, ValueError, KeyError):
+        return None, f"no regime probability: no readable cov.csv in {folder}"
+    if not np.isfinite(cov).all():
+        return None, "no regime probability: the calibration has no covariance (not identified)"
+    return cov, f"draws of theta ~ N(estimate, V) in the search box, V = cov.csv of {folder}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -189,7 +261,8 @@ def run(args: argparse.Namespace) -> int:
     if outside:
         raise ConfigError(f"the point lies outside the search box: {', '.join(outside)}; widen it with --bound")
     config = {"command": "identify", "origin": inputs.origin, "free": list(free.names), "points": args.points,
-              "seed": args.seed, "slice_points": args.slice_points, "grid": args.grid}
+              "seed": args.seed, "slice_points": args.slice_points, "grid": args.grid,
+              "regime_draws": args.regime_draws, "moments": list(inputs.moments)}
     folder.prepare(config, resume=False, force=args.force)
     start = time.perf_counter()
     draws = jaxmodel.make_draws(jax.random.key(inputs.seed), inputs.settings)
@@ -201,7 +274,8 @@ def run(args: argparse.Namespace) -> int:
     with tables.status("Identification", quiet=args.quiet):
         result = identification.study(
             model, theta, inputs.targets, inputs.target_se, inputs.weights, inputs.moments_cov, args.points,
-            args.seed, args.slice_points, args.grid, args.batch)
+            args.seed, args.slice_points, args.grid, args.batch, regime_cov=inputs.regime_cov,
+            regime_draws=args.regime_draws, regime_key=_regime_key(inputs.seed))
     seconds = time.perf_counter() - start
     identify_files.write_identify(folder, result, inputs, seed=args.seed, seconds=seconds)
     if not args.quiet:

@@ -1,4 +1,4 @@
-"""The options of a multi-process run and the launchers JAX detects, checked before any work (no JAX)."""
+"""How a multi-process run is launched: its options and JAX's launcher, checked before any work (no JAX)."""
 
 from __future__ import annotations
 

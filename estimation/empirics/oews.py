@@ -1,4 +1,4 @@
-"""BLS OEWS national files, read exactly as BLS publishes them, and harmonised across years.
+"""BLS OEWS national files as two comparable years of occupations: read exactly as BLS publishes them.
 
 BLS's national cross-industry file ``national_M{YYYY}_dl.xlsx`` (also as CSV, and inside the zip
 ``oesm{YY}nat.zip``) has one row per occupation and level (total, major, minor, broad, detailed).

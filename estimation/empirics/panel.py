@@ -1,4 +1,4 @@
-"""The panel that would test the model: within-occupation, within-task data, H1-H4, and power.
+"""The power of the within-task panel tests of H1-H4 that would test the model (simulated from it).
 
 Occupation aggregates cannot see the mechanism; a panel of workers x tasks x periods with AI use
 could. This module simulates such a panel from the model's equations and parameters and gives one

@@ -9,8 +9,9 @@
    and the same optimisation again from every first-step end point.
 5. inference: at the estimate, the Jacobian G by forward-mode autodiff (the optimiser's own
    program), the simulation noise Omega_sim over independent draw sets, the sandwich covariance,
-   the J test, Andrews-Gentzkow-Shapiro sensitivity, local identification and the Delta Gini
-   decomposition.
+   the J test (in the form that is right for the weights), Andrews-Gentzkow-Shapiro sensitivity,
+   local identification, the Delta Gini decomposition and the regime with its uncertainty (Delta
+   Gini's delta-method SE, the probability of the concentrating regime from draws of theta).
 6. flip checks: the closest sign flips of Delta Gini, checked by re-estimation.
 7. files: the results folder, written atomically (``estimation.output.calibration_files``).
 """
@@ -40,6 +41,7 @@ from estimation.msm.result import (
     FlipCheck,
     Identification,
     JTest,
+    RegimeUncertainty,
     Result,
     SecondStep,
     fixed_point_report,
@@ -82,6 +84,13 @@ def calibrate(
         raise OutputError("--resume needs the results folder (--out) of the interrupted run")
     resumed = folder.prepare(config.to_dict(), resume=resume, force=force) if folder is not None else False
     run = _Run(config, folder, progress)
+    with run.clock:  # stops listening to JAX's compilation events in a finally, also when a stage raises
+        return _stages(run, inputs, files, resumed)
+
+
+def _stages(run: _Run, inputs: Inputs, files: dict, resumed: bool) -> Result:
+    """The stages of :func:`calibrate` from the draws to the files, timed by ``run.clock``."""
+    config = run.config
     if resumed:
         run.checkpoint.load()
 
@@ -121,6 +130,7 @@ def calibrate(
         weights=np.asarray(problem.weights), omega_sim=est.omega_sim, moments_cov=est.moments_cov,
         model_moments=est.model, sensitivity=est.lam, criterion=est.criterion, j_test=est.j_test,
         identification=est.identification, decomposition=est.decomposition, flip_checks=flips, starts=records,
+        regime_uncertainty=est.regime_uncertainty,
         best_start=best, stage2=stage2, fixed_point=est.fixed_point, inputs=files,
         seconds=time.perf_counter() - run.started, versions=versions(),
     )
@@ -222,7 +232,7 @@ def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], input
     records2, best2 = run.stage("stage2", starts2, free, problem, tol)
     rec2 = records2[best2]
     report = SecondStep(first_step_theta=theta.tolist(), status=rec2.status_text, iterations=rec2.iterations,
-                        criterion=rec2.value, start=best2)
+                        criterion=rec2.value, start=best2, omega_sim_first_step=np.asarray(omega_sim1).tolist())
     return problem, rec2.theta, report
 
 
@@ -246,6 +256,7 @@ class _Inference:
     se_note: list
     j_test: JTest
     decomposition: Decomposition | None
+    regime_uncertainty: RegimeUncertainty | None
     fixed_point: object
 
 
@@ -281,19 +292,55 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         lam = np.full((k, len(MOMENT_NAMES)), np.nan)
     sigma = inference.standard_errors(cov)
     intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, free.binding(theta))
-    weighting = "optimal" if config.weights == "optimal" else f"{config.weights} (J uses optimal weights)"
-    j_stat = inference.j_statistic(errors, moments_cov, k)
-    j_stat.pop("form", None)  # issue 22 adds the form of J; JTest does not record it yet
-    j_test = JTest(**j_stat, weights=weighting)
-    decomposition = None
+    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights)
+    decomposition = uncertainty = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
             model, jac, lam, targets.se, list(free.names), sigma))
+        uncertainty = _regime_uncertainty(theta, cov, model, jac, at_estimate.aggregates, inputs, problem, config)
     return _Inference(model=model, jac=jac, aggregates=at_estimate.aggregates, omega_sim=omega_sim,
                       moments_cov=moments_cov, criterion=float(errors @ weights @ errors), identification=ident,
                       cov=cov, lam=lam, se=intervals["se"], ci_lower=intervals["lower"], ci_upper=intervals["upper"],
                       interval_method=intervals["method"], se_note=intervals["note"], j_test=j_test,
-                      decomposition=decomposition, fixed_point=fixed_point)
+                      decomposition=decomposition, regime_uncertainty=uncertainty, fixed_point=fixed_point)
+
+
+#: The PRNG key of the regime draws: ``jax.random.fold_in(jax.random.key(seed), REGIME_KEY)`` (1 is the
+#: simulation noise's).
+REGIME_KEY = 2
+
+
+def _regime_uncertainty(theta: np.ndarray, cov: np.ndarray, model: np.ndarray, jac: np.ndarray, aggregates,
+                        inputs: Inputs, problem: Problem, config: CalibrationConfig) -> RegimeUncertainty:
+    """Delta Gini's delta-method SE and the probability of the concentrating regime from
+    ``config.regime_draws`` draws of theta ~ N(theta_hat, V) in the search box, their Delta Gini
+    from one batched program warm-started at the estimate's fixed points (``regimes.regime_uncertainty``)."""
+    from estimation import identification, regimes
+
+    gini = MOMENT_NAMES.index("gini_change")
+    batched = identification.Model(settings=inputs.settings, base=inputs.base, free=inputs.free, draws=problem.draws,
+                                   assigned=problem.assigned, start=aggregates)
+
+    def delta_gini_at(thetas: np.ndarray) -> np.ndarray:
+        return identification.moment_values(batched, thetas)["moments"][:, gini]
+
+    key = jax.random.fold_in(jax.random.key(config.seed), REGIME_KEY)
+    out = regimes.regime_uncertainty(float(model[gini]), jac[gini], cov, theta, inputs.free.lower, inputs.free.upper,
+                                     delta_gini_at, key, config.regime_draws)
+    return RegimeUncertainty(**out, key=f"fold_in(key({config.seed}), {REGIME_KEY})")
+
+
+def _j_test(errors: np.ndarray, moments_cov: np.ndarray, jac: np.ndarray, weights: np.ndarray, k: int,
+            weighting: str) -> JTest:
+    """The J that is right for the estimate's weights: g' Sigma^-1 g under two-step optimal weights
+    (W2 estimates Sigma^-1), the generalised g' S^+ g under any other (``inference.j_test``); NaN
+    when the Jacobian is not finite (the generalised form needs it)."""
+    if weighting == "optimal":
+        return JTest(**inference.j_test(errors, moments_cov, k), weights=weighting)
+    if not np.isfinite(jac).all():
+        return JTest(J=math.nan, df=errors.size - k, p_value=None,
+                     form="none (the Jacobian is not finite at the estimate)", weights=weighting)
+    return JTest(**inference.j_test(errors, moments_cov, k, jacobian=jac, weights=weights), weights=weighting)
 
 
 def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs: Inputs, problem: Problem,

@@ -1,4 +1,4 @@
-"""The inputs of a calibration: ``CalibrationConfig``, its validation, weights and input files."""
+"""The inputs of a calibration, checked before any heavy work: ``CalibrationConfig``, its weights and files."""
 
 from __future__ import annotations
 
@@ -49,6 +49,9 @@ class CalibrationConfig:
             "lbfgs", optax's L-BFGS).
         n_sim: independent draw sets for Omega_sim.
         flip_checks: how many of the closest sign flips to check by re-estimation.
+        regime_draws: draws of theta ~ N(theta_hat, V) for the probability of the concentrating
+            regime (default 0: the first-order probability Phi(Delta Gini / SE) only, which needs no
+            more model runs; ``estimation.regimes.regime_uncertainty``).
     """
 
     targets: str | None = None
@@ -72,6 +75,7 @@ class CalibrationConfig:
     optimizer: str = DEFAULT_OPTIMIZER
     n_sim: int = 20
     flip_checks: int = 2
+    regime_draws: int = 0
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
@@ -168,7 +172,7 @@ class Inputs(NamedTuple):
 
 def validate(config: CalibrationConfig) -> Inputs:
     """Everything checked before any heavy work."""
-    for name, lo in (("n_starts", 1), ("max_iter", 1), ("n_sim", 2), ("flip_checks", 0)):
+    for name, lo in (("n_starts", 1), ("max_iter", 1), ("n_sim", 2), ("flip_checks", 0), ("regime_draws", 0)):
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < lo:
             raise ConfigError(f"{name}={value!r} must be an integer >= {lo}")

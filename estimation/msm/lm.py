@@ -233,6 +233,53 @@ def _value(r: jax.Array) -> jax.Array:
     return jnp.where(jnp.isfinite(q), q, jnp.inf)
 
 
+def _judge(state: ScaleByBoundedLMState, params: jax.Array, r: jax.Array, J: jax.Array,
+           ftol: float) -> ScaleByBoundedLMState:
+    """The state after judging the trial point ``params`` (k,), with r (m,) and J (m, k) there.
+
+    The first update accepts its params unjudged; later ones accept on a fall of Q with a gain ratio
+    above 1e-4 (see :func:`scale_by_bounded_lm`), which also updates S, the damping and the stall
+    count. ``predicted`` and ``status`` are left as they were, for the caller to set.
+    """
+    new = _value(r)
+    first = state.count == 0
+    rho = jnp.where(state.predicted > 0, (state.value - new) / jnp.where(state.predicted > 0, state.predicted, 1.0), -1.0)
+    good = jnp.isfinite(new) & jnp.all(jnp.isfinite(J)) & (new < state.value) & (rho > 1e-4)
+    accept = first | good
+    step = params - state.theta
+    S = jnp.where(good, secant_update(state.S, step, state.jacobian, J, state.residuals, r), state.S)
+    small = state.value - new <= ftol * (1.0 + jnp.abs(state.value))
+    stalls = jnp.where(good, jnp.where(small, state.stalls + 1, 0), state.stalls)
+    lam = jnp.where(first, state.lam,
+                    jnp.where(good, state.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
+                              state.lam * state.nu))
+    nu = jnp.where(first, state.nu, jnp.where(good, 4.0, 2.0 * state.nu))
+    return state._replace(
+        count=state.count + 1, theta=jnp.where(accept, params, state.theta),
+        residuals=jnp.where(accept, r, state.residuals), jacobian=jnp.where(accept, J, state.jacobian),
+        value=jnp.where(accept, new, state.value), S=S, lam=lam, nu=nu, accepted=accept,
+        stalls=stalls.astype(jnp.int32),
+    )
+
+
+def _stopping_status(judged: ScaleByBoundedLMState, finite: jax.Array, safe_r: jax.Array, safe_J: jax.Array,
+                     safe_S: jax.Array, lower: jax.Array, upper: jax.Array, gtol: float, ftol: float,
+                     patience: int, lambda_max: float) -> jax.Array:
+    """The :class:`Status` code of the accepted point of ``judged`` (RUNNING while none holds), by the
+    stopping rules of :func:`scale_by_bounded_lm` in their order. ``safe_r`` (m,), ``safe_J`` (m, k)
+    and ``safe_S`` (k, k) are its r, J and S, zeroed where not ``finite``."""
+    theta, value = judged.theta, judged.value
+    grad = projected_gradient(theta, 2.0 * judged.jacobian.T @ judged.residuals, lower, upper)
+    _, best_decrease = box_step(safe_r, safe_J, safe_S, jnp.asarray(LM_LAMBDA_STOP, judged.lam.dtype), theta,
+                                lower, upper)
+    threshold = ftol * (1.0 + jnp.abs(value))
+    return jnp.select(
+        [~finite, jnp.max(jnp.abs(grad)) <= gtol, judged.stalls >= patience, best_decrease <= threshold,
+         judged.lam > lambda_max],
+        [Status.NON_FINITE.code, Status.GRADIENT.code, Status.CRITERION_CHANGE.code,
+         Status.PREDICTED_DECREASE.code, Status.NO_DESCENT.code], RUNNING).astype(jnp.int32)
+
+
 def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol: float = 1e-10, patience: int = 3,
                         lambda0: float = LM_LAMBDA0,
                         lambda_max: float = LM_LAMBDA_MAX) -> optax.GradientTransformationExtraArgs:
@@ -275,46 +322,21 @@ def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol
 
     def update(updates, state: ScaleByBoundedLMState, params, *, residuals, jacobian, **extra_args):
         del updates, extra_args
-        r, J = residuals, jacobian
-        new = _value(r)
-        first = state.count == 0
-        rho = jnp.where(state.predicted > 0, (state.value - new) / jnp.where(state.predicted > 0, state.predicted, 1.0), -1.0)
-        good = jnp.isfinite(new) & jnp.all(jnp.isfinite(J)) & (new < state.value) & (rho > 1e-4)
-        accept = first | good
-        # Judge the trial point.
-        step = params - state.theta
-        S = jnp.where(good, secant_update(state.S, step, state.jacobian, J, state.residuals, r), state.S)
-        small = state.value - new <= ftol * (1.0 + jnp.abs(state.value))
-        stalls = jnp.where(good, jnp.where(small, state.stalls + 1, 0), state.stalls)
-        lam = jnp.where(first, state.lam,
-                        jnp.where(good, state.lam * jnp.maximum(1.0 / 3.0, 1.0 - (2.0 * rho - 1.0) ** 3),
-                                  state.lam * state.nu))
-        nu = jnp.where(first, state.nu, jnp.where(good, 4.0, 2.0 * state.nu))
-        theta = jnp.where(accept, params, state.theta)
-        r_acc = jnp.where(accept, r, state.residuals)
-        J_acc = jnp.where(accept, J, state.jacobian)
-        value = jnp.where(accept, new, state.value)
+        judged = _judge(state, params, residuals, jacobian, ftol)
+        theta, value, lam = judged.theta, judged.value, judged.lam
         # Test the accepted point.
-        grad = projected_gradient(theta, 2.0 * J_acc.T @ r_acc, lower, upper)
-        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(J_acc))
-        safe_r = jnp.where(finite, r_acc, 0.0)
-        safe_J = jnp.where(finite, J_acc, 0.0)
-        safe_S = jnp.where(finite, S, 0.0)
-        _, best_decrease = box_step(safe_r, safe_J, safe_S, jnp.asarray(LM_LAMBDA_STOP, lam.dtype), theta, lower, upper)
-        threshold = ftol * (1.0 + jnp.abs(value))
-        status = jnp.select(
-            [~finite, jnp.max(jnp.abs(grad)) <= gtol, stalls >= patience, best_decrease <= threshold, lam > lambda_max],
-            [Status.NON_FINITE.code, Status.GRADIENT.code, Status.CRITERION_CHANGE.code,
-             Status.PREDICTED_DECREASE.code, Status.NO_DESCENT.code], RUNNING).astype(jnp.int32)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(judged.jacobian))
+        safe_r = jnp.where(finite, judged.residuals, 0.0)
+        safe_J = jnp.where(finite, judged.jacobian, 0.0)
+        safe_S = jnp.where(finite, judged.S, 0.0)
+        status = _stopping_status(judged, finite, safe_r, safe_J, safe_S, lower, upper, gtol, ftol, patience,
+                                  lambda_max)
         # Propose the next trial point from the accepted one.
         d, predicted = box_step(safe_r, safe_J, safe_S, lam, theta, lower, upper)
         trial = jnp.clip(theta + d, lower, upper)
         running = status == RUNNING
         trial = jnp.where(running, trial, theta)
-        new_state = ScaleByBoundedLMState(
-            count=state.count + 1, theta=theta, residuals=r_acc, jacobian=J_acc, value=value, S=S, lam=lam, nu=nu,
-            predicted=predicted, accepted=accept, stalls=stalls.astype(jnp.int32), status=status,
-        )
+        new_state = judged._replace(predicted=predicted, status=status)
         # A start that had stopped stays as it was.
         stopped = state.status != RUNNING
         new_state = jax.tree_util.tree_map(lambda old, fresh: jnp.where(stopped, old, fresh), state, new_state)

@@ -33,12 +33,15 @@ class _Plain:
 
 @dataclasses.dataclass(frozen=True)
 class JTest(_Plain):
-    """Hansen's J at the estimate (``inference.j_statistic``): chi-squared with df = m - k under the
-    model, p-value None when exactly identified; ``weights`` says which weighting the estimate used."""
+    """Hansen's J at the estimate (``inference.j_test``): chi-squared with df = m - k under the
+    model, p-value None when exactly identified; ``form`` says which statistic J is (g' Sigma^-1 g
+    under two-step optimal weights, the generalised g' S^+ g under any other) and ``weights`` which
+    weighting the estimate used."""
 
     J: float
     df: int
     p_value: float | None
+    form: str
     weights: str
 
 
@@ -74,6 +77,25 @@ class Decomposition(_Plain):
 
 
 @dataclasses.dataclass(frozen=True)
+class RegimeUncertainty(_Plain):
+    """Delta Gini at the estimate with its delta-method SE sqrt(a'Va), and the probability of the
+    concentrating regime: first order, Phi(Delta Gini / se), and from ``draws`` draws of theta ~
+    N(theta_hat, V) restricted to the search box, each draw's Delta Gini from the model
+    (``estimation.regimes.regime_uncertainty``), with its Monte Carlo SE; ``key`` names the PRNG key."""
+
+    delta_gini: float
+    se: float
+    probability_normal: float
+    probability_concentrating: float | None
+    monte_carlo_se: float | None
+    draws: int
+    finite_draws: int
+    acceptance: float | None
+    method: str
+    key: str
+
+
+@dataclasses.dataclass(frozen=True)
 class FlipCheck(_Plain):
     """A re-estimation with one target moved by its first-order sign-flipping shift."""
 
@@ -90,13 +112,16 @@ class FlipCheck(_Plain):
 
 @dataclasses.dataclass(frozen=True)
 class SecondStep(_Plain):
-    """The two-step re-estimation with optimal weights W2 = (Sigma_targets + Omega_sim)^-1."""
+    """The two-step re-estimation with optimal weights W2 = (Sigma_targets + Omega_sim1)^-1, with
+    Omega_sim1 (6 x 6, ``omega_sim_first_step``) the simulation noise at the first-step estimate:
+    W2 is recomputed from the folder as inv(diag(se^2) + omega_sim_first_step.csv)."""
 
     first_step_theta: list
     status: str
     iterations: int
     criterion: float
     start: int
+    omega_sim_first_step: list
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +228,7 @@ class Result:
     inputs: dict
     seconds: float
     versions: dict
+    regime_uncertainty: RegimeUncertainty | None = None
     timing: dict = dataclasses.field(default_factory=dict)
 
     def timing_record(self) -> dict:
@@ -253,6 +279,7 @@ class Result:
             "j_test": self.j_test.to_dict(),
             "identification": self.identification.to_dict(),
             "delta_gini": {"decomposition": None if self.decomposition is None else self.decomposition.to_dict(),
+                           "uncertainty": None if self.regime_uncertainty is None else self.regime_uncertainty.to_dict(),
                            "flip_checks": [f.to_dict() for f in self.flip_checks]},
             "jacobian": {"rows": list(MOMENT_NAMES), "columns": names, "values": self.jac.tolist()},
             "weights": self.weights.tolist(),

@@ -1,10 +1,15 @@
-"""What pins the sign of Delta Gini: the decomposition of MODEL.md section 7.
+"""The sensitivity of the estimate to the targets, in their standard errors (MODEL.md section 7).
 
-At the estimate theta_hat the model implies Delta Gini = m6(theta_hat). Its gradient in the
-parameters is the last row of G. The targets move the estimate by d theta_hat / d m_data =
-(G'WG)^{-1} G'W = -Lambda, so a shift delta_i of target i moves the implied Delta Gini by
-s_i delta_i with s = grad_theta m6 (-Lambda). The sign flips at first order when target i moves by
--m6 / s_i, that is by n_i = -m6 / (s_i se_i) of its standard errors.
+:func:`scaled_sensitivity` is Andrews-Gentzkow-Shapiro's Lambda scaled by the standard errors,
+computed once: every reader of it (the terminal table, ``sensitivity.png``, ``sensitivity.tex`` and
+``report.html``) gets it from here, through ``estimation.output.view``.
+
+:func:`delta_gini_decomposition` says what pins the sign of Delta Gini. At the estimate
+theta_hat the model implies Delta Gini = m6(theta_hat). Its gradient in the parameters is the last
+row of G. The targets move the estimate by d theta_hat / d m_data = (G'WG)^{-1} G'W = -Lambda, so a
+shift delta_i of target i moves the implied Delta Gini by s_i delta_i with
+s = grad_theta m6 (-Lambda). The sign flips at first order when target i moves by -m6 / s_i, that
+is by n_i = -m6 / (s_i se_i) of its standard errors.
 """
 
 from __future__ import annotations
@@ -16,6 +21,32 @@ import numpy as np
 from jaxmodel import MOMENT_NAMES
 
 GINI = MOMENT_NAMES.index("gini_change")
+
+
+def scaled_sensitivity(lam: np.ndarray, target_se: np.ndarray, param_se: np.ndarray) -> np.ndarray:
+    """Lambda scaled by the SEs: S_pm = Lambda_pm se_m / se_p, NaN where not finite: (k, m).
+
+    .. math:: S_{pm} = \\Lambda_{pm} \\, \\mathrm{se}_m / \\mathrm{se}_p
+
+    The first-order change in the estimate of parameter p, in its own standard errors, when target m
+    moves by one of its standard errors. A parameter without a standard error (NaN or 0) has a row
+    of NaN.
+
+    Args:
+        lam: (k, m) Lambda = -(G'WG)^-1 G'W (``inference.sensitivity_to_bias``).
+        target_se: (m,) the targets' standard errors.
+        param_se: (k,) the parameters' standard errors (NaN where withheld).
+
+    Returns:
+        (k, m) float64 array.
+    """
+    lam = np.asarray(lam, dtype=float)
+    se_m = np.asarray(target_se, dtype=float)
+    se_p = np.asarray(param_se, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        values = lam * se_m[None, :] / se_p[:, None]
+    values[~np.isfinite(values)] = np.nan
+    return values
 
 
 def delta_gini_decomposition(

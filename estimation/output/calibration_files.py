@@ -4,7 +4,9 @@
 - ``moments.csv``: target, its se, the model's value, the error in target SEs, simulation sd, source.
 - ``jacobian.csv``: G (moments x free parameters); ``weights.csv``: W; ``moments_cov.csv``:
   Omega + Omega_sim; ``cov.csv``: covariance of the estimates; ``sensitivity.csv``: Lambda
-  (parameters x moments); ``delta_gini.csv``: the Delta Gini decomposition by target.
+  (parameters x moments); ``delta_gini.csv``: the Delta Gini decomposition by target;
+  ``omega_sim_first_step.csv`` (two-step runs): Omega_sim at the first-step estimate, from which
+  the second step's weights are W2 = inv(diag(se^2) + Omega_sim1).
 - ``report.json``: everything, machine-readable (inf and nan as strings): the configuration,
   seed, input files with their SHA-256 and package versions (``--replay`` repeats the run).
 - ``timing.json``: wall time and date (the one file that differs when a run is repeated).
@@ -42,6 +44,9 @@ def write_results(result, folder: Path) -> None:
     write_csv(pd.DataFrame(result.cov, index=names, columns=names).rename_axis("parameter"), folder / "cov.csv", True)
     write_csv(pd.DataFrame(result.sensitivity, index=names, columns=MOMENT_NAMES).rename_axis("parameter"),
               folder / "sensitivity.csv", True)
+    if result.stage2 is not None:  # W2 = inv(diag(se^2) + this): the second step's weights from the folder
+        write_csv(pd.DataFrame(result.stage2.omega_sim_first_step, index=MOMENT_NAMES, columns=MOMENT_NAMES)
+                  .rename_axis("moment"), folder / "omega_sim_first_step.csv", True)
     if result.decomposition is not None:
         write_csv(pd.DataFrame(result.decomposition.targets), folder / "delta_gini.csv", index=False)
     report = to_jsonable(result.to_report())

@@ -2,7 +2,7 @@
 
 :func:`page_context` gives the template ``calibrate.html.j2`` its sections, tables (``T_summary``,
 ``T_estimates``, ``T_fit``, ``T_j_test``, ``T_singular_values``, ``T_weak_directions`` when there are
-any, ``T_sensitivity``, ``T_sensitivity_raw``, ``T_delta_gini``, ``T_delta_gini_parameters``,
+any, ``T_sensitivity``, ``T_sensitivity_raw``, ``T_regime`` (Delta Gini's SE and the regime probability, when computed), ``T_delta_gini``, ``T_delta_gini_parameters``,
 ``T_flip_checks`` when checked, ``T_convergence``, ``T_start_points``, ``T_fixed_point``,
 ``T_configuration``) and the view itself, whose numbers the template prints with its filters.
 """
@@ -32,6 +32,7 @@ def _summary(view: Calibration) -> dict:
         ("free parameters", ", ".join(view.free_parameters)),
         ("criterion g'Wg", fmt(view.criterion)),
         ("Delta Gini at the estimate", delta),
+        ("regime uncertainty", view.regime_uncertainty.text if view.regime_uncertainty else DASH),
         ("Hansen J", f"{fmt(j.J)} ({j.df} d.f.), p-value {fmt_p_value(j.p_value)}" if j else DASH),
         ("identification", f"rank {ident.rank} of {ident.n_params}, condition number "
                            f"{fmt(ident.condition_number, 3)}" if ident and ident.rank is not None else DASH),
@@ -73,9 +74,10 @@ def _j_test(view: Calibration) -> dict:
     j = view.j_test
     if j is None:
         return {}
-    frame = pd.DataFrame([{"J": j.J, "degrees of freedom": fmt_int(j.df), "p-value": fmt_p_value(j.p_value),
-                           "weighting": j.weights}])
-    return {"j_test": table(frame, "j_test", text=("weighting",))}
+    row = {"J": j.J, "degrees of freedom": fmt_int(j.df), "p-value": fmt_p_value(j.p_value), "weighting": j.weights}
+    if j.form:  # reports written before the form was recorded have none
+        row["form of J"] = j.form
+    return {"j_test": table(pd.DataFrame([row]), "j_test", text=("weighting", "form of J"))}
 
 
 def _identification(view: Calibration) -> dict:
@@ -119,6 +121,16 @@ def _delta_gini(view: Calibration) -> dict:
             "shift_to_flip_sign": "shift to flip sign"})
         out["delta_gini"] = table(frame, "delta_gini", formats={"share": fmt_share, "se to flip sign": fmt_fixed(2)},
                                   text=("moment",), caption="By target: what moves Delta Gini (first order)")
+    u = view.regime_uncertainty
+    if u is not None:
+        frame = pd.DataFrame([{"Delta Gini": u.delta_gini, "se (delta method)": u.se,
+                               "P(concentrating), first order": u.probability_normal,
+                               "P(concentrating), draws": u.probability_concentrating,
+                               "Monte Carlo se": u.monte_carlo_se, "draws": fmt_int(u.draws),
+                               "share of draws in the box": u.acceptance}])
+        out["regime"] = table(frame, "regime", formats={c: fmt_fixed(3, signed=False) for c in (
+            "P(concentrating), first order", "P(concentrating), draws", "Monte Carlo se", "share of draws in the box")},
+            caption="The regime with its uncertainty")
     if dec is not None and dec.parameters:
         frame = pd.DataFrame([dataclasses.asdict(p) for p in dec.parameters]).rename(columns={
             "d_delta_gini_d_parameter": "dDeltaGini/dtheta", "effect_of_one_se": "effect of +1 se"})

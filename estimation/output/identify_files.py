@@ -17,7 +17,10 @@
 - ``slices.csv`` and ``slices.png`` (Q along each parameter), ``contour.csv`` and ``contour.png``
   (Q over the most collinear pair).
 - ``identification.json``: everything above that is not a big table, with the definitions and
-  tolerances, the settings, seed and origin; ``timing.json``: compile and run times.
+  tolerances, the settings, seed and origin, the share of the Sobol sample in the concentrating
+  regime and, ``--from`` a calibration, Delta Gini's delta-method SE and the probability of the
+  concentrating regime from draws of theta ~ N(estimate, V) in the search box; ``timing.json``:
+  compile and run times.
 - ``report.html``: one self-contained page (template ``templates/identify.html.j2``, autoescaped).
 """
 
@@ -204,6 +207,19 @@ def write_identify(folder: RunFolder, result: ident.Study, inputs, seed: int, se
     """Every file of the module docstring into the folder's staging area, then publish it."""
     stage = folder.staging
     stage.mkdir(parents=True, exist_ok=True)
+    _point_files(stage, result)
+    sample = _sample_files(stage, result)
+    slices, contour = _slice_files(stage, result)
+    report = _report(result, inputs, seed, sample, slices, contour)
+    atomic_write_json(stage / "identification.json", to_jsonable(report))
+    atomic_write_text(stage / "report.html", render_page(stage, report))
+    atomic_write_json(stage / "timing.json", to_jsonable({"seconds": seconds, **result.timing}))
+    folder.publish()
+
+
+def _point_files(stage, result: ident.Study) -> None:
+    """point.csv, singular.csv, null_space.csv, jacobian.csv, weights.csv, moments_cov.csv,
+    moments.csv, elasticities.csv and elasticities.png."""
     names = list(result.free.names)
     point = result.point
     write_csv(pd.DataFrame(point.parameter_records()), stage / "point.csv")
@@ -234,32 +250,43 @@ def write_identify(folder: RunFolder, result: ident.Study, inputs, seed: int, se
               stage / "elasticities.csv")
     atomic_write_bytes(stage / "elasticities.png", elasticity_figure(result))
 
-    summary: dict = {}
+
+def _sample_files(stage, result: ident.Study) -> dict:
+    """sample.csv, sample_jacobians.csv, worst_points.csv, overflow.csv, identified_share.csv and
+    condition_map.png; returns the sample's summary for identification.json ({} without a sample)."""
     sample = result.sample
-    if sample is not None:
-        records = sample.point_records()
-        frame = pd.DataFrame(records)
-        write_csv(frame, stage / "sample.csv")
-        write_csv(pd.DataFrame([{"point": s, "moment": mn, "parameter": pn, "value": float(sample.jacobians[s, i, j])}
-                                for s in range(sample.n_points) for i, mn in enumerate(MOMENT_NAMES)
-                                for j, pn in enumerate(names)]), stage / "sample_jacobians.csv")
-        write_csv(frame.iloc[sample.worst()], stage / "worst_points.csv")
-        write_csv(frame[~sample.finite] if (~sample.finite).any() else frame.iloc[:0], stage / "overflow.csv")
-        share = sample.share_identified()
-        write_csv(pd.DataFrame([{"parameter": n, **v} for n, v in share.items()]), stage / "identified_share.csv")
-        pair = sample.driver_pair()
-        summary = {
-            "points": sample.n_points, "finite_points": int(sample.finite.sum()),
-            "overflow_points": int((~sample.finite).sum()),
-            "overflow": [r for r, ok in zip(records, sample.finite) if not ok],
-            "identified_share": share, "condition_number_quantiles": sample.condition_quantiles(),
-            "rank_deficient_points": int((sample.rank[sample.finite] < len(names)).sum()),
-            "condition_drivers": {"parameters": [names[i] for i in pair],
-                                  "main_effect_shares": dict(zip(names, map(float, sample.drivers)))},
-            "max_fp_residual": float(np.max(sample.fp_residual)) if sample.n_points else math.nan,
-        }
-        atomic_write_bytes(stage / "condition_map.png", condition_figure(result))
-    slices_summary = None
+    if sample is None:
+        return {}
+    names = list(result.free.names)
+    records = sample.point_records()
+    frame = pd.DataFrame(records)
+    write_csv(frame, stage / "sample.csv")
+    write_csv(pd.DataFrame([{"point": s, "moment": mn, "parameter": pn, "value": float(sample.jacobians[s, i, j])}
+                            for s in range(sample.n_points) for i, mn in enumerate(MOMENT_NAMES)
+                            for j, pn in enumerate(names)]), stage / "sample_jacobians.csv")
+    write_csv(frame.iloc[sample.worst()], stage / "worst_points.csv")
+    write_csv(frame[~sample.finite] if (~sample.finite).any() else frame.iloc[:0], stage / "overflow.csv")
+    share = sample.share_identified()
+    write_csv(pd.DataFrame([{"parameter": n, **v} for n, v in share.items()]), stage / "identified_share.csv")
+    atomic_write_bytes(stage / "condition_map.png", condition_figure(result))
+    pair = sample.driver_pair()
+    return {
+        "points": sample.n_points, "finite_points": int(sample.finite.sum()),
+        "overflow_points": int((~sample.finite).sum()),
+        "overflow": [r for r, ok in zip(records, sample.finite) if not ok],
+        "identified_share": share, "condition_number_quantiles": sample.condition_quantiles(),
+        "rank_deficient_points": int((sample.rank[sample.finite] < len(names)).sum()),
+        "condition_drivers": {"parameters": [names[i] for i in pair],
+                              "main_effect_shares": dict(zip(names, map(float, sample.drivers)))},
+        "max_fp_residual": float(np.max(sample.fp_residual)) if sample.n_points else math.nan,
+        "share_concentrating": result.share_concentrating(),
+    }
+
+
+def _slice_files(stage, result: ident.Study) -> tuple[dict | None, dict | None]:
+    """slices.csv, slices.png, contour.csv and contour.png; returns their summaries."""
+    names = list(result.free.names)
+    slices_summary = contour_summary = None
     if result.slices is not None:
         sl = result.slices
         write_csv(pd.DataFrame({"parameter": [names[j] for j in sl["which"]],
@@ -269,7 +296,6 @@ def write_identify(folder: RunFolder, result: ident.Study, inputs, seed: int, se
         slices_summary = {"points_per_parameter": sl["n"], "argmin": {
             names[j]: float(sl["thetas"][sl["which"] == j][int(np.argmin(sl["Q"][sl["which"] == j])), j])
             for j in range(len(names))}}
-    contour_summary = None
     if result.contour is not None:
         c = result.contour
         a, b = c["pair"]
@@ -277,12 +303,20 @@ def write_identify(folder: RunFolder, result: ident.Study, inputs, seed: int, se
                   stage / "contour.csv")
         atomic_write_bytes(stage / "contour.png", contour_figure(result))
         contour_summary = {"pair": [names[a], names[b]], "points_per_axis": c["n"]}
-    report = {
+    return slices_summary, contour_summary
+
+
+def _report(result: ident.Study, inputs, seed: int, sample: dict, slices: dict | None, contour: dict | None) -> dict:
+    """identification.json: everything that is not a big table, with the definitions and tolerances."""
+    names = list(result.free.names)
+    regime = None if result.regime is None else {**result.regime, "method": getattr(inputs, "regime_note", "")}
+    return {
         "levelfield_identify": 1,
         "origin": inputs.origin, "seed": seed, "draws_seed": inputs.seed,
         "settings": dataclasses.asdict(inputs.settings),
         "params": {k: float(v) for k, v in inputs.params.to_dict().items()},
         "free_parameters": names,
+        "moments_used": list(getattr(inputs, "moments", ()) or MOMENT_NAMES),
         "search_box": {n: [lo, hi] for n, lo, hi in zip(names, result.free.lower, result.free.upper)},
         "point": dict(zip(names, map(float, result.theta))),
         "targets": {"values": result.targets, "se": result.target_se},
@@ -290,18 +324,16 @@ def write_identify(folder: RunFolder, result: ident.Study, inputs, seed: int, se
         "model_moments": dict(zip(MOMENT_NAMES, map(float, result.moments))),
         "criterion": float(ident.criterion(result.moments[None], result.targets, result.weights)[0]),
         "fp_residual": result.fp_residual,
-        "at_point": point.to_dict(),
-        "sample": summary or None,
-        "slices": slices_summary, "contour": contour_summary,
+        "at_point": result.point.to_dict(),
+        "sample": sample or None,
+        "regime": regime,
+        "regime_note": getattr(inputs, "regime_note", ""),
+        "slices": slices, "contour": contour,
         "tolerances": {"null_rel_tol": ident.NULL_REL_TOL, "null_weight_tol": ident.NULL_WEIGHT_TOL,
                        "collinearity_tol": ident.COLLINEARITY_TOL, "zero_column_tol": ident.ZERO_COLUMN_TOL,
                        "near_zero_share": ident.NEAR_ZERO_SHARE},
         "definitions": DEFINITIONS,
     }
-    atomic_write_json(stage / "identification.json", to_jsonable(report))
-    atomic_write_text(stage / "report.html", render_page(stage, report))
-    atomic_write_json(stage / "timing.json", to_jsonable({"seconds": seconds, **result.timing}))
-    folder.publish()
 
 
 # --- The page --------------------------------------------------------------------------------------
@@ -385,4 +417,11 @@ def print_summary(result: ident.Study) -> None:
         q = s.condition_quantiles()
         console.print(f"Over {s.n_points} Sobol points ({int((~s.finite).sum())} overflowed): identified share "
                       + ", ".join(f"{n} {v['finite_points']:.0%}" for n, v in share.items())
-                      + f"; condition number median {_fmt(q['q50'])}, 95% {_fmt(q['q95'])}.")
+                      + f"; condition number median {_fmt(q['q50'])}, 95% {_fmt(q['q95'])}; "
+                      f"concentrating at {_fmt(result.share_concentrating())} of them.")
+    if result.regime is not None:
+        r = result.regime
+        console.print(f"Delta Gini {r['delta_gini']:+.5f} (se {r['se']:.5f}); P(concentrating) "
+                      f"{_fmt(r['probability_concentrating'])} (Monte Carlo se {_fmt(r['monte_carlo_se'])}, "
+                      f"{r['finite_draws']} draws of theta ~ N(estimate, V) in the box; first order "
+                      f"{_fmt(r['probability_normal'])}).")

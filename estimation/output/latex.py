@@ -12,7 +12,7 @@ is needed: no siunitx, threeparttable or the like):
   Hansen's J with its degrees of freedom and p-value, and the weighting (from ``report.json``);
 - ``moments.tex``: each moment's target, its SE, the model's value and the error in target SEs;
 - ``sensitivity.tex``: the Andrews-Gentzkow-Shapiro sensitivity scaled by the SEs
-  (``estimation.sensitivity_scaling``).
+  (``estimation.msm.sensitivity``).
 
 Every number is in math mode (a true minus sign) with four significant digits (errors in SEs and
 scaled sensitivities with two decimals); very small or large numbers as ``1.234\\times10^{-5}``.
@@ -136,6 +136,10 @@ def _estimate_rows(view: Calibration) -> tuple[pd.DataFrame, list[str]]:
     return pd.DataFrame(rows, columns=["Parameter", "Estimate", "SE", "95\\% interval"]), legend
 
 
+#: The forms of J (``inference.j_test``) in LaTeX.
+_J_FORMS = {"g' Sigma^-1 g": "g'\\Sigma^{-1}g", "g' S^+ g": "g'S^{+}g"}
+
+
 def _run_notes(view: Calibration) -> list[str]:
     """The notes of estimates.tex on the run: N, the draw sets, Hansen's J, the weighting, the intervals."""
     config, j, notes = view.config, view.j_test, []
@@ -155,7 +159,16 @@ def _run_notes(view: Calibration) -> list[str]:
             notes.append(f"Hansen's $J = {_inner(j.J)}$ ({j.df} d.f.), $p = {_inner(j.p_value, 3)}$.")
     weighting = (j.weights if j is not None else "") or config.get("weights")
     if weighting:
-        notes.append("Weighting: " + escape_latex(weighting) + ".")
+        form = "" if j is None or not j.form else (
+            f"; $J = {_J_FORMS[j.form]}$" if j.form in _J_FORMS else f"; J: {escape_latex(j.form)}")
+        notes.append("Weighting: " + escape_latex(weighting) + form + ".")
+    u = view.regime_uncertainty
+    if u is not None:
+        drawn = ("" if math.isnan(u.probability_concentrating) else
+                 f"${_inner(u.probability_concentrating, 2)}$ from {u.draws} draws of $\\theta \\sim N(\\hat\\theta, V)$ "
+                 f"in the search box (Monte Carlo SE ${_inner(u.monte_carlo_se, 2)}$), ")
+        notes.append(f"$\\Delta$Gini $= {_inner(u.delta_gini)}$ (delta-method SE ${_inner(u.se)}$); probability of "
+                     f"the concentrating regime {drawn}${_inner(u.probability_normal, 2)}$ to first order.")
     kinds = _interval_kinds(view)
     if kinds:
         notes.append("95\\% intervals: " + "; ".join(kinds) + ".")

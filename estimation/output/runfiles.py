@@ -1,4 +1,4 @@
-"""Results folders, atomic writes and checkpoints.
+"""How a results folder is written: absent or complete, never half-written, by one run at a time.
 
 A results folder DIR is either absent or complete. While a run works, everything it writes lives in
 a hidden sibling ``.DIR.partial`` (its configuration ``run.json`` and ``checkpoint.npz``, rewritten

@@ -1,4 +1,4 @@
-"""Terminal output: tables and progress with rich (stderr for progress, stdout for results)."""
+"""What the commands print on the terminal, with rich (results on stdout, progress on stderr)."""
 
 from __future__ import annotations
 
@@ -138,7 +138,7 @@ def _fit_table(view: Calibration) -> None:
 def _j_test_line(view: Calibration) -> None:
     j = view.j_test
     p = "n/a (exactly identified)" if math.isnan(j.p_value) else f"{j.p_value:.3f}"
-    console.print(f"Hansen J = {j.J:.3f} with {j.df} degree(s) of freedom, p-value {p} ({j.weights}).")
+    console.print(f"Hansen J = {j.J:.3f} with {j.df} degree(s) of freedom, p-value {p} ({j.description}).")
 
 
 def _identification_lines(view: Calibration) -> None:
@@ -188,6 +188,8 @@ def _delta_gini_tables(view: Calibration) -> None:
         flip = "never (first order)" if not math.isfinite(t.se_to_flip_sign) else f"{t.se_to_flip_sign:+.2f}"
         gini.add_row(t.moment, f"{t.effect_of_one_se:+.5f}", f"{100 * t.share_of_total_effect:.0f}%", flip)
     console.print(gini)
+    if view.regime_uncertainty is not None:
+        console.print(view.regime_uncertainty.text + ".")
     params = Table(title="Delta Gini by parameter")
     for col in ("parameter", "dDeltaGini/dtheta", "effect of +1 se"):
         params.add_column(col, justify="left" if col == "parameter" else "right")

@@ -6,7 +6,7 @@
 same :class:`Calibration` from a ``Result`` in memory, through the report the run writes, so that
 the view of a folder rebuilt from its files equals the view its run produced. The presentation (the
 terminal tables, the LaTeX tables, ``report.html`` and the calibration's figures) renders from these
-types and computes nothing; the scaled sensitivity comes from ``estimation.sensitivity_scaling``.
+types and computes nothing; the scaled sensitivity comes from ``estimation.msm.sensitivity``.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import pandas as pd
 
 from estimation.errors import OutputError
 from estimation.output.numbers import as_float
-from estimation.sensitivity_scaling import scaled_sensitivity
+from estimation.msm.sensitivity import scaled_sensitivity
 
 #: Files that identify each kind of results folder (all must be present).
 KIND_FILES = {
@@ -119,12 +119,21 @@ class Moment:
 
 @dataclasses.dataclass(frozen=True)
 class JTest:
-    """Hansen's J at the estimate; ``p_value`` NaN when exactly identified (no test)."""
+    """Hansen's J at the estimate; ``p_value`` NaN when exactly identified (no test); ``form`` the
+    statistic (g' Sigma^-1 g or the generalised g' S^+ g; '' in a report written before it was recorded)."""
 
     J: float
     df: int | None
     p_value: float
     weights: str
+    form: str = ""
+
+    @property
+    def description(self) -> str:
+        """The weighting and, where recorded, the form of J: "diagonal weights, J = g' S^+ g"."""
+        if not self.form:
+            return self.weights
+        return f"{self.weights} weights, J = {self.form}"
 
     @property
     def verdict(self) -> str:
@@ -208,6 +217,41 @@ class Decomposition:
 
 
 @dataclasses.dataclass(frozen=True)
+class RegimeUncertainty:
+    """Delta Gini's delta-method SE and the probability of the concentrating regime (first order,
+    and from ``draws`` draws of theta ~ N(theta_hat, V) in the search box; NaN when not drawn)."""
+
+    delta_gini: float
+    se: float
+    probability_normal: float
+    probability_concentrating: float
+    monte_carlo_se: float
+    draws: int
+    acceptance: float
+
+    @property
+    def text(self) -> str:
+        """One line: 'Delta Gini +0.00090 (se 0.00040); P(concentrating) 0.98 (MC se 0.01, 256 draws; first order 0.99)'."""
+        first = f"first order {self.probability_normal:.2f}"
+        if math.isnan(self.probability_concentrating):
+            prob = first
+        else:
+            prob = (f"{self.probability_concentrating:.2f} (Monte Carlo se {self.monte_carlo_se:.2f}, "
+                    f"{self.draws} draws of theta in the search box; {first})")
+        return f"Delta Gini {self.delta_gini:+.5f} (se {self.se:.5f}); P(concentrating) {prob}"
+
+
+def _regime_uncertainty(u: dict | None) -> RegimeUncertainty | None:
+    if not u:
+        return None
+    return RegimeUncertainty(delta_gini=as_float(u.get("delta_gini")), se=as_float(u.get("se")),
+                             probability_normal=as_float(u.get("probability_normal")),
+                             probability_concentrating=as_float(u.get("probability_concentrating")),
+                             monte_carlo_se=as_float(u.get("monte_carlo_se")), draws=int(u.get("draws") or 0),
+                             acceptance=as_float(u.get("acceptance")))
+
+
+@dataclasses.dataclass(frozen=True)
 class FlipCheck:
     """A re-estimation with one target moved by its first-order sign-flipping shift."""
 
@@ -288,6 +332,7 @@ class Calibration:
     decomposition: Decomposition | None
     flip_checks: tuple[FlipCheck, ...]
     convergence: Convergence
+    regime_uncertainty: RegimeUncertainty | None = None  # None in a report written before it was computed
 
     @property
     def symbols(self) -> dict[str, str]:
@@ -307,7 +352,8 @@ def _j_test(j: dict) -> JTest | None:
     if not j:
         return None
     df = j.get("df")
-    return JTest(J=as_float(j.get("J")), df=df, p_value=as_float(j.get("p_value")), weights=_text(j.get("weights")))
+    return JTest(J=as_float(j.get("J")), df=df, p_value=as_float(j.get("p_value")), weights=_text(j.get("weights")),
+                 form=_text(j.get("form")))
 
 
 def _identification(ident: dict) -> Identification | None:
@@ -393,7 +439,7 @@ def calibration_from_report(report: dict, estimates: list[dict] | None = None, m
         criterion=as_float(report.get("criterion")), regime=_text(report.get("regime")), estimates=est, moments=mom,
         j_test=_j_test(report.get("j_test") or {}), identification=_identification(report.get("identification") or {}),
         sensitivity=sens, decomposition=_decomposition(dec.get("decomposition")),
-        flip_checks=_flip_checks(dec.get("flip_checks")),
+        flip_checks=_flip_checks(dec.get("flip_checks")), regime_uncertainty=_regime_uncertainty(dec.get("uncertainty")),
         convergence=_convergence(report.get("convergence") or {}, report.get("fixed_point") or {}))
 
 

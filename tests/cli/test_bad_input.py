@@ -125,6 +125,7 @@ CASES = [
     ("max-iter-zero", [*CAL, "--max-iter", "0"], "must be >= 1"),
     ("sim-sets-one", [*CAL, "--sim-sets", "1"], "n_sim"),
     ("flip-checks-negative", [*CAL, "--flip-checks", "-1"], "flip_checks"),
+    ("regime-draws-negative", [*CAL, "--regime-draws", "-1"], "regime_draws=-1 must be an integer >= 0"),
     ("damping-zero", [*CAL, "--fp-damping", "0"], "fp_damping"),
     ("damping-above-one", [*CAL, "--fp-damping", "1.5"], "fp_damping"),
     ("weights-unknown-kind", [*CAL, "--weights", "optimum"], "not one of"),

@@ -11,7 +11,8 @@ Known truths from MODEL.md section 4, each under more than one spec:
   the direction (alpha, -A1) leaves every moment unchanged. It must be in the null space (and both
   parameters not identified) at every point, whatever the values of alpha and A1.
 
-Tolerances: the exact Jacobian is accurate to about 1e-8 relative (``Settings.tangent_tol``), so
+Tolerances: the exact Jacobian is accurate to about fp_tol = 1e-10 relative (and to 1e-8, ``Settings.tangent_tol``,
+where its linear systems are matrix-free), so
 a direction that the algebra makes exactly null has a normalised singular value below about 1e-7,
 against the null-space tolerance 1e-6 and the smallest singular value of an identified set (1e-2
 and more here); the overlap of the expected direction with the reported null space is 1 up to the
@@ -214,6 +215,7 @@ def _fake_calibration(folder_in, tmp):
     eye = pd.DataFrame(np.eye(6), index=moments["moment"], columns=moments["moment"]).rename_axis("moment")
     eye.to_csv(cal / "weights.csv")
     (eye * 1e-4).to_csv(cal / "moments_cov.csv")
+    pd.DataFrame(1e-4 * np.eye(5), index=names, columns=names).rename_axis("parameter").to_csv(cal / "cov.csv")
     return cal
 
 
@@ -221,13 +223,23 @@ def test_from_a_calibration_uses_its_point_weights_and_omega(folder, tmp_path):
     cal = _fake_calibration(folder, tmp_path)
     out = tmp_path / "from"
     code, _, err = run_cli("identify", "--from", str(cal), "--points", "4", "--slice-points", "3", "--grid", "3",
-                           "--out", str(out), "--quiet")
+                           "--regime-draws", "64", "--out", str(out), "--quiet")
     assert code == 0, err
     report = json.loads((out / "identification.json").read_text("utf-8"))
     assert report["point"] == {"alpha": 0.7, "sigma_nu": 0.4, "sigma": 1.6, "eta1": 0.6, "xi": 0.2}
     np.testing.assert_array_equal(pd.read_csv(out / "weights.csv", index_col=0).to_numpy(), np.eye(6))
     np.testing.assert_array_equal(pd.read_csv(out / "moments_cov.csv", index_col=0).to_numpy(), 1e-4 * np.eye(6))
     assert "Omega + Omega_sim" in report["moments_cov"]
+    # The regime with its uncertainty from the calibration's cov.csv (V = 1e-4 I): the delta-method SE
+    # sqrt(a'Va) from the identify run's own Jacobian (17 digits in the CSV: 1e-9), and the share of
+    # 64 draws within 4 Monte Carlo SEs (at most 4 * 0.5 / 8 = 0.25) plus a curvature allowance of 0.05
+    # (sd 0.01 per parameter) of the first-order probability.
+    regime = report["regime"]
+    a = pd.read_csv(out / "jacobian.csv", index_col=0).loc["gini_change"].to_numpy()
+    assert regime["se"] == pytest.approx(float(np.sqrt(1e-4 * a @ a)), rel=1e-9)
+    assert regime["finite_draws"] == 64
+    assert abs(regime["probability_concentrating"] - regime["probability_normal"]) <= 0.25 + 0.05
+    assert 0.0 <= report["sample"]["share_concentrating"] <= 1.0
 
 
 @pytest.mark.parametrize("argv, fragment", [
@@ -235,6 +247,10 @@ def test_from_a_calibration_uses_its_point_weights_and_omega(folder, tmp_path):
     (["--points", "1"], "--points 1 must be at least 2"),
     (["--points", "0"], "must be >= 1"),
     (["--slice-points", "1"], "--slice-points 1"),
+    (["--regime-draws", "-1"], "--regime-draws -1 must be 0 (none) or more"),
+    (["--moments", "m1,nonsense"], "--moments: unknown moment 'nonsense'"),
+    (["--moments", "m1,cv_change"], "--moments: cv_change is given twice"),
+    (["--moments", "m1", "--free", "alpha,sigma"], "1 moment(s) cannot identify 2 free parameters"),
     (["--from", "{tmp}/empty"], "no report.json there"),
     (["--from", "{tmp}/broken"], "not a levelfield calibration report"),
     (["--from", "{tmp}/no_weights"], "no weights.csv there"),
@@ -258,3 +274,23 @@ def test_bad_input_exits_2_with_one_line(tmp_path, argv, fragment):
     assert fragment in err and len(err.strip().splitlines()) == 1, err
     assert not (tmp_path / "out").exists()
     assert time.perf_counter() - start < 30  # refused before any compilation (each takes a minute here)
+
+
+def test_a_subset_of_the_moments_weights_only_those(tmp_path):
+    """--moments without m6: W is 0 in gini_change's row and column, and the singular values are those
+    of W_s^1/2 G_s over the five moments alone, recomputed here from jacobian.csv (deterministic
+    algebra on 17-digit CSVs: 1e-9 relative)."""
+    out = tmp_path / "subset"
+    code, _, err = run_cli("identify", *SMALL, "--free", "alpha,sigma,xi", "--moments", "m1,m2,m3,m4,m5",
+                           "--points", "2", "--slice-points", "0", "--grid", "0", "--regime-draws", "0",
+                           "--out", str(out), "--quiet")
+    assert code == 0, err
+    report = json.loads((out / "identification.json").read_text("utf-8"))
+    five = list(jaxmodel.MOMENT_NAMES[:5])
+    assert report["moments_used"] == five
+    W = pd.read_csv(out / "weights.csv", index_col=0)
+    assert (W.loc["gini_change"] == 0).all() and (W["gini_change"] == 0).all()
+    G = pd.read_csv(out / "jacobian.csv", index_col=0).loc[five].to_numpy()
+    se = pd.read_csv(out / "moments.csv").set_index("moment").loc[five, "se"].to_numpy()
+    expected = np.linalg.svd(G / se[:, None], compute_uv=False)
+    np.testing.assert_allclose(report["at_point"]["singular_values"], expected, rtol=1e-9)

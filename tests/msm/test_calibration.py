@@ -70,7 +70,7 @@ def cli_run(tmp_path_factory):
     # rich's console writes to whatever sys.stdout is at the time of writing.
     with contextlib.redirect_stdout(buffer):
         code = main(["calibrate", "--agents", "5000", "--firms", "50", "--starts", "2", "--sim-sets", "6",
-                     "--max-iter", "25", "--out", str(out)])
+                     "--max-iter", "25", "--regime-draws", "64", "--out", str(out)])
     assert code == 0
     return out, buffer.getvalue()
 
@@ -95,6 +95,36 @@ def test_cli_writes_every_file_and_pandas_reads_them(cli_run):
     assert not (out.parent / f".{out.name}.partial").exists()
     for table in ("Estimates", "Fit of the targets", "Hansen J", "Identification", "Delta Gini", "Results in"):
         assert table in proc
+
+
+def _matrix(path: Path) -> np.ndarray:
+    return pd.read_csv(path, index_col=0).loc[list(MOMENT_NAMES), list(MOMENT_NAMES)].to_numpy()
+
+
+def test_j_under_diagonal_weights_is_the_generalised_form_from_the_folder(cli_run):
+    """J = g' S^+ g with S = (I - H) Sigma (I - H)', H = G (G'WG)^-1 G'W, recomputed here from the
+    folder's CSV files by another route (explicit S, NumPy's pinv): the files hold 17 significant
+    digits and S^+ is well conditioned on its range (df = m - k = 1 here), so 1e-7 relative."""
+    out, proc = cli_run
+    report = json.loads((out / "report.json").read_text())
+    G = pd.read_csv(out / "jacobian.csv", index_col=0).loc[list(MOMENT_NAMES)].to_numpy()
+    W, sigma = _matrix(out / "weights.csv"), _matrix(out / "moments_cov.csv")
+    g = pd.read_csv(out / "moments.csv").set_index("moment").loc[list(MOMENT_NAMES), "error"].to_numpy()
+    H = G @ np.linalg.inv(G.T @ W @ G) @ G.T @ W
+    S = (np.eye(6) - H) @ sigma @ (np.eye(6) - H).T
+    expected = float(g @ np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ g)
+    j = report["j_test"]
+    assert j["form"] == "g' S^+ g" and j["weights"] == "diagonal" and j["df"] == 6 - G.shape[1]
+    assert j["J"] == pytest.approx(expected, rel=1e-7)
+    text = " ".join(proc.split())  # rich wraps lines at the terminal's width
+    assert "J = g' S^+ g" in text
+    # Delta Gini's delta-method SE from the folder: sqrt(a'Va), a the Jacobian's Delta Gini row.
+    u = report["delta_gini"]["uncertainty"]
+    a = pd.read_csv(out / "jacobian.csv", index_col=0).loc["gini_change"].to_numpy()
+    V = pd.read_csv(out / "cov.csv", index_col=0).to_numpy()
+    assert u["se"] == pytest.approx(float(np.sqrt(a @ V @ a)), rel=1e-9)
+    assert u["draws"] == 64 and 0.0 <= u["probability_concentrating"] <= 1.0
+    assert "P(concentrating)" in text
 
 
 def test_existing_results_are_never_overwritten_without_force(cli_run):
@@ -144,9 +174,19 @@ def test_bad_configuration_is_refused_before_any_work(tmp_path: Path):
 
 
 def test_two_step_optimal_weights(tmp_path: Path):
-    result = calibrate(weights="optimal", max_iter=4, flip_checks=0, **SIZE)
+    out = tmp_path / "two-step"
+    result = calibrate(weights="optimal", max_iter=4, flip_checks=0, regime_draws=0, out=out, **SIZE)
     assert result.stage2 is not None
     # Second-step weights are the inverse of the first step's Omega + Omega_sim: positive definite.
     assert np.linalg.eigvalsh(result.weights).min() > 0
     assert not np.allclose(result.weights, np.diag(1 / result.targets.se**2))
     assert result.j_test.weights == "optimal"
+    # Under two-step optimal weights J is Hansen's g' Sigma^-1 g (Sigma = Omega + Omega_sim at the estimate).
+    g = result.errors
+    assert result.j_test.form == "g' Sigma^-1 g"
+    assert result.j_test.J == pytest.approx(float(g @ np.linalg.solve(result.moments_cov, g)), rel=1e-10)
+    # W2 recomputed from the folder alone: inv(diag(se^2) + Omega_sim at the first step). The CSVs hold
+    # 17 significant digits and the matrix is well conditioned (target SEs within a factor 20): 1e-9.
+    se = pd.read_csv(out / "moments.csv").set_index("moment").loc[list(MOMENT_NAMES), "se"].to_numpy()
+    w2 = np.linalg.inv(np.diag(se**2) + _matrix(out / "omega_sim_first_step.csv"))
+    np.testing.assert_allclose(w2, _matrix(out / "weights.csv"), rtol=1e-9, atol=0)

@@ -279,18 +279,24 @@ def test_flip_checks_are_the_closest_and_say_whether_the_sign_flipped(run):
 
 
 def test_hansen_j_and_its_p_value(run):
-    """J = g' Omega^{-1} g with g = model - target (moments.csv) and Omega = moments_cov.csv
-    (estimation.inference.j_statistic), chi-squared with 6 - k degrees of freedom; p = chi2.sf."""
+    """Under diagonal weights J is the generalised g' S^+ g (issue 22): g = model - target
+    (moments.csv), S = (I - H) Omega (I - H)' with H = G (G'WG)^-1 G'W and Omega = moments_cov.csv,
+    chi-squared with rank(S) = 6 - k degrees of freedom; p = chi2.sf. S^+ is recomputed here from
+    the eigenvectors of S by another route (NumPy's pinv); S is well conditioned on its range, so
+    the tolerance is that of the inverses in H and of Omega."""
     g = run.model - run.target
     j = run.report["j_test"]
-    expected = g @ np.linalg.solve(run.Omega, g)
-    assert j["J"] == pytest.approx(expected, rel=_linalg_tol(np.linalg.cond(run.Omega)))
+    H = run.G @ np.linalg.inv(_gwg(run)) @ run.G.T @ run.W
+    S = (np.eye(6) - H) @ run.Omega @ (np.eye(6) - H).T
+    expected = g @ np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ g
+    assert j["form"] == "g' S^+ g"
+    assert j["J"] == pytest.approx(expected, rel=_linalg_tol(np.linalg.cond(run.Omega), np.linalg.cond(_gwg(run))))
     assert j["df"] == len(run.moment_names) - len(run.params) == 1
     # The p-value comes from jax's gammaincc in float64; scipy's chi2.sf is an independent
     # implementation. Both are accurate to ~1e-14 relative in this range; 1e-9 allows for the
     # relative error of J itself propagating through the tail (d log p / d log J = J f(J)/p, O(1)).
     assert j["p_value"] == pytest.approx(stats.chi2.sf(j["J"], j["df"]), rel=1e-9)
-    assert j["weights"] == "diagonal (J uses optimal weights)"
+    assert j["weights"] == "diagonal"
     # The criterion is g'Wg with the weights of weights.csv.
     assert run.report["criterion"] == pytest.approx(g @ run.W @ g, rel=_linalg_tol(np.linalg.cond(run.W)))
 
@@ -306,7 +312,8 @@ def test_two_step_optimal_weights_are_the_inverse_of_target_plus_simulation_nois
     required (the two Omega_sim are at different parameter values). At this size the second step
     stops after one iteration next to the first-step estimate, so W and inv(moments_cov) happen to
     agree to about 1e-11 here and the files cannot tell the first-step Omega_sim from the final one;
-    recomputing Omega_sim1 would need the project's simulation keys, which the files do not hold."""
+    recomputing Omega_sim1 would need the project's simulation keys, which the files do not hold.
+    Since issue 22 the folder holds Omega_sim1 (omega_sim_first_step.csv): W is recomputed from it."""
     f = optimal_run
     r = f.report
     assert r["config"]["weights"] == "optimal" and r["j_test"]["weights"] == "optimal"
@@ -336,4 +343,7 @@ def test_two_step_optimal_weights_are_the_inverse_of_target_plus_simulation_nois
     _assert_close(f.Lambda, _lambda(f), tol, "sensitivity.csv (optimal)")
     g = f.model - f.target
     assert r["j_test"]["J"] == pytest.approx(g @ np.linalg.solve(f.Omega, g), rel=_linalg_tol(np.linalg.cond(f.Omega)))
+    assert r["j_test"]["form"] == "g' Sigma^-1 g"
     assert r["delta_gini"]["flip_checks"] == []
+    saved = pd.read_csv(f.out / "omega_sim_first_step.csv", index_col=0).loc[f.moment_names, f.moment_names]
+    np.testing.assert_allclose(np.linalg.inv(sigma_targets + saved.to_numpy(float)), f.W, rtol=_linalg_tol(cond), atol=0)

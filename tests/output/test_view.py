@@ -1,4 +1,4 @@
-"""The scaled sensitivity computed once (``estimation.sensitivity_scaling``), and the view's small types.
+"""The scaled sensitivity computed once (``estimation.msm.sensitivity``), and the view's small types.
 
 Known answers by hand; no run of the model (the views of real folders are checked in
 tests/output/test_report_files.py).
@@ -11,7 +11,7 @@ import math
 import numpy as np
 
 from estimation.output.view import Estimate, Identification, JTest, calibration_from_report
-from estimation.sensitivity_scaling import scaled_sensitivity
+from estimation.msm.sensitivity import scaled_sensitivity
 
 
 def test_scaled_sensitivity_by_hand():
