@@ -19,21 +19,22 @@ Solvers (``Settings.fp_solver``; the fixed point, not the path to it, is the mod
   cheaper one for ``choice``; its least-squares problem is (3 O + F) x m. Safeguard: an iteration
   whose residual does not fall is followed by a damped step x <- (1 - d) x + d market(choice(x))
   (d = ``fp_damping``) with the history cleared; these fallbacks are counted in the diagnostics.
+- "newton": Newton's method x <- x + (I - D)^{-1} (market(choice(x)) - x), with the Jacobian D
+  of x -> market(choice(x)) assembled exactly in one pass (``jaxmodel.feedback``). Quadratic
+  convergence, so few iterations, each dearer than an Anderson iteration; the same safeguard.
 - "damped": the reference of MODEL.md, P <- (1 - d) P + d Gamma(P) from P = 0.4 on the (O, M)
   probabilities.
 
-Both stop when max |Gamma(P) - P| <= tol at the P they return (measured exactly: Gamma(P) is
+All stop when max |Gamma(P) - P| <= tol at the P they return (measured exactly: Gamma(P) is
 choice(market(P))), or after ``fp_max_iter`` iterations. A cold start begins at P = 0.4, a warm
 start at given aggregates x0 (for example those of a nearby parameter value).
 
 Derivatives (forward and reverse mode) come from the implicit function theorem through
 ``jax.lax.custom_root`` on the aggregates: dx*/dtheta = (I - D)^{-1} d market(choice(x))/dtheta
-with D the Jacobian of x -> market(choice(x)), then P* = choice(x*). The linear systems
-(I - D) v = b and their transposes are (3 O + F)-dimensional; they are solved by GMRES with
-matrix-vector products by ``jvp``/``vjp`` (one pass over the agents each), which for this spectrum
-(eigenvalues of D between about -0.35 and 0.2) converges in about ten products to the relative
-tolerance ``Settings.tangent_tol`` (1e-8 by default: derivatives to about 1e-8 relative, a hundred
-times finer than central differences can check, and a third of the products that 1e-10 takes).
+at x*, then P* = choice(x*). D at x* is assembled in one pass and I - D is factorised once (LU,
+(3 O + F)-square); the tangent systems (forward mode, any number of tangents) and the transposed
+ones (reverse mode) are then solved with that factorisation: exact to rounding at the x* the solver
+returned, with no Krylov iterations and no pass over the agents per tangent.
 """
 
 from __future__ import annotations
@@ -43,15 +44,16 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 
+from jaxmodel.feedback import feedback_jacobian
 from jaxmodel.market import Economy, Market, clear_market
 from jaxmodel.screening import fitted
-from jaxmodel.settings import Settings
+from jaxmodel.settings import DENSE_LIMIT, Settings
 
 #: Starting value of every P_i (MODEL.md section 4).
 P_START = 0.4
 #: Past iterations Anderson acceleration combines.
 ANDERSON_MEMORY = 5
-#: Krylov dimension of GMRES before a restart in the tangent solves.
+#: Krylov dimension of GMRES before a restart in the matrix-free tangent solves.
 GMRES_RESTART = 30
 
 
@@ -193,6 +195,70 @@ def _anderson(step, choose, x0: jax.Array, P0: jax.Array, tau, settings: Setting
     return s.x, s.P, FixedPointInfo(s.it.astype(dtype), s.res, s.fallbacks.astype(dtype))
 
 
+class _NewtonState(NamedTuple):
+    x: jax.Array  # (C,) current aggregates
+    P: jax.Array  # (O, M) choice(x)
+    it: jax.Array  # () int32 passes over the agents (a cold start's first plain step counts)
+    res: jax.Array  # () max |Gamma(P) - P| at the last point measured
+    norm: jax.Array  # () weighted 2-norm of market(choice(x)) - x at the last accepted point
+    x_prev: jax.Array  # (C,) last accepted point, and its market(choice(.)): the safeguard's base
+    g_prev: jax.Array
+    newton: jax.Array  # () bool: x came from a Newton step (so it is checked by the safeguard)
+    fallbacks: jax.Array  # () int32 safeguard steps
+    D: jax.Array  # (C, C) feedback Jacobian at x (valid once done)
+    done: jax.Array  # () bool
+
+
+def _newton(feedback, choose, x0: jax.Array, P0: jax.Array, weights: jax.Array, settings: Settings, passes_before=0):
+    """Newton's method on x = market(choice(x)) with the assembled Jacobian D, safeguarded.
+
+    Each iteration is one pass (``feedback``: g = market(choice(x)) and D, ``jaxmodel.feedback``):
+
+    1. The stopping test of MODEL.md on P = choice(x) itself: Gamma(P) = choice(g), so
+       max |choice(g) - P| <= tol ends the loop with (x, P) and the D of x.
+    2. Safeguard: a point reached by a Newton step whose weighted residual |w (g - x)| did not fall
+       below that of the point it came from (or is not finite) is rejected, and replaced by the damped
+       step (1 - d) x_prev + d g_prev from that point (``fp_damping``); these are counted.
+    3. Otherwise the Newton step x <- x + (I - D)^{-1} (g - x).
+
+    Args:
+        passes_before: () passes already made (a cold start's plain step): they count towards
+            ``fp_max_iter`` and the iterations reported.
+
+    Returns:
+        (x, P = choice(x), info, D at x).
+    """
+    tol, d = settings.tol, settings.fp_damping
+    dim, dtype = x0.shape[0], x0.dtype
+    eye = jnp.eye(dim, dtype=dtype)
+
+    def body(s: _NewtonState) -> _NewtonState:
+        g, D = feedback(s.x)
+        f = g - s.x
+        norm = jnp.sqrt(jnp.sum((f * weights) ** 2))
+        res = jnp.max(jnp.abs(choose(g) - s.P))
+        done = ~(res > tol)
+        reject = ~done & s.newton & ~(norm < s.norm)
+        step = jnp.linalg.solve(eye - D, f)
+        x_new = jnp.where(reject, (1.0 - d) * s.x_prev + d * s.g_prev, s.x + step)
+        keep = lambda old, new: jnp.where(done, old, new)  # noqa: E731
+        accept = ~reject
+        return _NewtonState(
+            x=keep(s.x, x_new), P=keep(s.P, choose(x_new)), it=s.it + 1, res=res,
+            norm=jnp.where(accept, norm, s.norm), x_prev=jnp.where(accept, s.x, s.x_prev),
+            g_prev=jnp.where(accept, g, s.g_prev), newton=accept, fallbacks=s.fallbacks + reject.astype(jnp.int32),
+            D=D, done=done,
+        )
+
+    inf = jnp.asarray(jnp.inf, dtype)
+    init = _NewtonState(
+        x=x0, P=P0, it=jnp.asarray(passes_before, jnp.int32), res=inf, norm=inf, x_prev=x0, g_prev=x0, newton=jnp.asarray(False),
+        fallbacks=jnp.int32(0), D=jnp.zeros((dim, dim), dtype), done=jnp.asarray(False),
+    )
+    s = jax.lax.while_loop(lambda s: (~s.done) & (s.it < settings.fp_max_iter), body, init)
+    return s.x, s.P, FixedPointInfo(s.it.astype(dtype), s.res, s.fallbacks.astype(dtype)), s.D
+
+
 def _damped(step, choose, settings: Settings, P0: jax.Array) -> tuple[jax.Array, jax.Array, FixedPointInfo]:
     """MODEL.md's reference: P <- (1 - d) P + d Gamma(P) from P0 until max |Gamma(P) - P| <= tol.
 
@@ -221,6 +287,12 @@ def solve_education(
 ) -> tuple[jax.Array, jax.Array, FixedPointInfo]:
     """The fixed point P* = Gamma(P*), differentiable in every parameter ``Gamma`` closes over.
 
+    The solver runs on values that carry no derivative. The derivatives come from the implicit
+    function theorem (``jax.lax.custom_root``): dx*/dtheta = (I - D)^{-1} d market(choice(x))/dtheta
+    at x*, with D assembled in one pass (``jaxmodel.feedback``) and factorised once, so forward mode
+    (the MSM Jacobian) and reverse mode (the gradient of a scalar) are exact to the fixed point's
+    tolerance and cost one LU solve of size 3 O + F beyond the tangents of ``market`` itself.
+
     Args:
         start: (3 O + F,) aggregates to start from (a warm start), or None for P = 0.4; a start
             that is not finite also starts cold. The start changes the path, never the fixed point, and
@@ -230,15 +302,16 @@ def solve_education(
         (P*, x*, info): (O, M) college probabilities, the (3 O + F,) aggregates x* = market(P*),
         and the iteration count, residual and fallback steps.
     """
+    fixed_params, fixed_econ = jax.lax.stop_gradient((params, econ))
 
     def step(P):
-        return market_map(params, econ, P, settings)
+        return market_map(fixed_params, fixed_econ, P, settings)
 
     def choose(x):
-        return choice(params, econ, x, settings)
+        return choice(fixed_params, fixed_econ, x, settings)
 
-    def excess(x):
-        return step(choose(x)) - x
+    def feedback(x):
+        return feedback_jacobian(fixed_params, fixed_econ, x, settings)
 
     if start is None:
         warm = jnp.asarray(False)
@@ -247,26 +320,50 @@ def solve_education(
         start = jax.lax.stop_gradient(start).astype(econ.cost.dtype)
         warm = jnp.all(jnp.isfinite(start))
         x0 = jnp.where(warm, start, 0.0)
+    P0 = jnp.where(warm, choose(x0), P_START)
 
-    def solve(f, x0):
-        del f  # the solvers use step and choose, whose composition is f + identity
-        P0 = jnp.where(warm, choose(x0), P_START)
-        if settings.fp_solver == "damped":
-            x, _, info = _damped(step, choose, settings, P0)
-        else:
-            x, _, info = _anderson(step, choose, x0, P0, params.tau, settings)
-        return x, info
+    dense = n_aggregates(settings) <= DENSE_LIMIT
+    if settings.fp_solver == "damped":
+        x_star, _, info = _damped(step, choose, settings, P0)
+        D = feedback(x_star)[1] if dense else None
+    elif settings.fp_solver == "anderson":
+        x_star, _, info = _anderson(step, choose, x0, P0, fixed_params.tau, settings)
+        D = feedback(x_star)[1] if dense else None
+    else:
+        # A cold start first turns P = 0.4 into aggregates by one plain step.
+        x1 = jax.lax.cond(warm, lambda: x0, lambda: step(P0))
+        weights = _norm_weights(x1, settings)
+        x_star, _, info, D = _newton(feedback, choose, x1, choose(x1), weights, settings, jnp.where(warm, 0, 1))
 
-    def linear_solve(matvec, b):
-        # (I - D) v = -b in the small space of aggregates; custom_root hands us J = D - I.
-        x, _ = jax.scipy.sparse.linalg.gmres(
-            matvec, b, tol=settings.tangent_tol, atol=0.0, restart=GMRES_RESTART,
-            maxiter=max(1, settings.fp_max_iter // GMRES_RESTART), solve_method="incremental",
-        )
-        return x
+    def excess(x):
+        return market_map(params, econ, choice(params, econ, x, settings), settings) - x
+
+    x = jax.lax.custom_root(excess, x_star, lambda f, x0: x0, _tangent_solver(D, settings))
+    return choice(params, econ, x, settings), x, info
+
+
+def _tangent_solver(D: jax.Array | None, settings: Settings):
+    """custom_root's tangent_solve: g(v) = y with g = D - I at x* (and its transpose in reverse mode).
+
+    With D: one LU factorisation of D - I, used by both. Without (more than :data:`DENSE_LIMIT`
+    aggregates): restarted GMRES on g's products (``jvp``, or ``vjp`` when transposed), to the relative
+    tolerance ``Settings.tangent_tol``.
+    """
+    if D is not None:
+        lu = jax.scipy.linalg.lu_factor(D - jnp.eye(D.shape[0], dtype=D.dtype))
+        solve = lambda _, b: jax.scipy.linalg.lu_solve(lu, b)  # noqa: E731
+        transpose_solve = lambda _, b: jax.scipy.linalg.lu_solve(lu, b, trans=1)  # noqa: E731
+    else:
+        def solve(matvec, b):
+            x, _ = jax.scipy.sparse.linalg.gmres(
+                matvec, b, tol=settings.tangent_tol, atol=0.0, restart=GMRES_RESTART,
+                maxiter=max(1, settings.fp_max_iter // GMRES_RESTART), solve_method="incremental",
+            )
+            return x
+
+        transpose_solve = solve
 
     def tangent_solve(g, y):
-        return jax.lax.custom_linear_solve(g, y, solve=linear_solve, transpose_solve=linear_solve)
+        return jax.lax.custom_linear_solve(g, y, solve=solve, transpose_solve=transpose_solve)
 
-    x, info = jax.lax.custom_root(excess, x0, solve, tangent_solve, has_aux=True)
-    return choose(x), x, info
+    return tangent_solve

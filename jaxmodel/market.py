@@ -135,33 +135,82 @@ class Market:
     rent_share: jax.Array
 
 
+def supply_terms(econ: Economy, w: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """w_ie h_ie and w_ie c_ie, (2, O, M) each: summed by occupation they are N H_o and N C_o."""
+    return w * econ.h, w * econ.access
+
+
+def price_indices(params, econ: Economy, H: jax.Array, C: jax.Array, settings: Settings):
+    """Task supplies, prices and the occupations' price indices from N H_o and N C_o, (O,) each.
+
+    Y_k = sum_o omega_ok (H_o phi_k + C_o F_k) / N, p_k = dz (Y/Y_k)^(1/sigma),
+    P^phi_o = sum_k omega_ok p_k phi_k and P^F_o = sum_k omega_ok p_k F_k.
+
+    Returns:
+        (task_supply (T,), prices (T,), price_phi (O,), price_floor (O,)).
+    """
+    task_supply = ((econ.omega.T @ H) * econ.phi + (econ.omega.T @ C) * econ.floor) / settings.n_agents
+    prices = tasks.task_prices(task_supply, params.sigma)
+    return task_supply, prices, econ.omega @ (prices * econ.phi), econ.omega @ (prices * econ.floor)
+
+
+def commodity_products(params, econ: Economy, price_phi: jax.Array, price_floor: jax.Array) -> jax.Array:
+    """MPc_ie = h_ie P^phi_o + chi0 G_ie P^F_o: (2, O, M)."""
+    return econ.h * price_phi[None, :, None] + params.eta0 * econ.ai_unit * price_floor[None, :, None]
+
+
+def bill_terms(econ: Economy, w: jax.Array, mpc: jax.Array, wage_coef: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """w MPc and w exp([1, s, e] b_o), (2, O, M): summed by occupation, the wage bill and the
+    projected wage bill whose ratio is the occupation's wage factor."""
+    return w * mpc, w * jnp.exp(screening.fitted(wage_coef, econ.signal))
+
+
+def rent_terms(econ: Economy, w: jax.Array, price_floor: jax.Array) -> jax.Array:
+    """w_ie MPp_ie = w_ie chi1_j G_ie P^F_o, (2, O, M): summed by firm, the AI rents of the firm."""
+    return w * econ.ai_unit * (econ.chi1 * price_floor[:, None])[None]
+
+
+def firm_sums(term: jax.Array, econ: Economy, settings: Settings) -> jax.Array:
+    """sum over the branches and the agents of each firm of a (2, O, M) term: (F,)."""
+    return jax.ops.segment_sum(jnp.sum(term, axis=0).reshape(-1), econ.firm.reshape(-1), settings.n_firms)
+
+
+def settle(params, econ: Economy, bill: jax.Array, projected_bill: jax.Array, ai_rents: jax.Array,
+           settings: Settings) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Wage factors, the mean wage and firm rents from the occupations' bills and the firms' AI rents.
+
+    factor_o = bill_o / projected_bill_o, mean(w^c) = sum_o bill_o / N and
+    Pi_j = r_K K_j mean(w^c) (N/F) + ai_rents_j.
+
+    Returns:
+        (wage_factor (O,), mean_wage (), rents (F,)).
+    """
+    mean_wage = jnp.sum(bill) / settings.n_agents
+    rents = firms.firm_rents(econ.K, params.r_K, mean_wage, settings.agents_per_firm, ai_rents)
+    return bill / projected_bill, mean_wage, rents
+
+
 def clear_market(params, econ: Economy, P: jax.Array, settings: Settings) -> Market:
     """Prices, marginal products, the wage projection and rents at college probabilities P.
 
-    Y_k = (1/N) sum_i sum_e w_ie omega_{o(i)k} y_iek = sum_o omega_ok (H_o phi_k + C_o F_k) with
-    H_o = (1/N) sum_{i in o, e} w_ie h_ie and C_o likewise for c_ie; p_k = dz (Y/Y_k)^(1/sigma);
-    MPc_ie = h_ie P^phi_o + chi0 G_ie P^F_o and MPp_ie = chi1_j G_ie P^F_o with
-    P^phi_o = sum_k omega_ok p_k phi_k and P^F_o = sum_k omega_ok p_k F_k.
+    Three passes over the agents, each a set of sums followed by small dense algebra:
+    1. N H_o = sum_{i in o, e} w_ie h_ie and N C_o likewise for c_ie (:func:`supply_terms`) give
+       the task prices and the price indices P^phi_o, P^F_o (:func:`price_indices`);
+    2. the normal equations of the projection of log MPc on [1, s, e] give b_o
+       (``screening.projection_terms``, ``screening.projection_coef``);
+    3. the wage bills (:func:`bill_terms`) and the firms' AI rents (:func:`rent_terms`) give the wage
+       factors, the mean wage and the rents (:func:`settle`), with MPp_ie = chi1_j G_ie P^F_o.
+    ``jaxmodel.feedback`` differentiates the same passes.
     """
-    n, per_firm = settings.n_agents, settings.agents_per_firm
     w = branch_weights(P)
-    H, C = occupation_sums(w * econ.h, w * econ.access)
-    task_supply = ((econ.omega.T @ H) * econ.phi + (econ.omega.T @ C) * econ.floor) / n
-    prices = tasks.task_prices(task_supply, params.sigma)
-    price_phi = econ.omega @ (prices * econ.phi)
-    price_floor = econ.omega @ (prices * econ.floor)
-
-    mpc = econ.h * price_phi[None, :, None] + params.eta0 * econ.ai_unit * price_floor[None, :, None]
-    wage_coef = screening.weighted_projection(jnp.log(mpc), econ.signal, w)
-    projected = jnp.exp(screening.fitted(wage_coef, econ.signal))
-    bill, projected_bill = occupation_sums(w * mpc, w * projected)
-    wage_factor = bill / projected_bill
-    mean_wage = jnp.sum(bill) / n
-
-    ai_rent = jnp.sum(w * econ.ai_unit, axis=0) * econ.chi1 * price_floor[:, None]
-    ai_rents = jax.ops.segment_sum(ai_rent.reshape(-1), econ.firm.reshape(-1), settings.n_firms)
-    rents = firms.firm_rents(econ.K, params.r_K, mean_wage, per_firm, ai_rents)
-    rent_share = params.xi * jnp.take(rents, econ.firm) / per_firm
+    H, C = occupation_sums(*supply_terms(econ, w))
+    task_supply, prices, price_phi, price_floor = price_indices(params, econ, H, C, settings)
+    mpc = commodity_products(params, econ, price_phi, price_floor)
+    wage_coef = screening.projection_coef(occupation_sums(*screening.projection_terms(jnp.log(mpc), econ.signal, w)))
+    bill, projected_bill = occupation_sums(*bill_terms(econ, w, mpc, wage_coef))
+    ai_rents = firm_sums(rent_terms(econ, w, price_floor), econ, settings)
+    wage_factor, mean_wage, rents = settle(params, econ, bill, projected_bill, ai_rents, settings)
+    rent_share = params.xi * jnp.take(rents, econ.firm) / settings.agents_per_firm
     return Market(
         w=w,
         task_supply=task_supply,

@@ -33,6 +33,36 @@ def credential(dtype) -> jax.Array:
     return jnp.array([0.0, 1.0], dtype=dtype)[:, None, None]
 
 
+def projection_terms(y: jax.Array, s: jax.Array, w: jax.Array) -> tuple[jax.Array, ...]:
+    """The eight (2, O, M) terms whose occupation sums are the normal equations of y on [1, s, e]:
+    w, w s, w e, w s^2, w s e, w y, w y s, w y e (e^2 = e)."""
+    e = credential(w.dtype)
+    we, ws, wy = w * e, w * s, w * y
+    return w, ws, we, ws * s, ws * e, wy, wy * s, wy * e
+
+
+def projection_coef(sums) -> jax.Array:
+    """b_o = (X_o' W_o X_o)^{-1} X_o' W_o y_o from the occupation sums of :func:`projection_terms`.
+
+    Args:
+        sums: eight (O,) arrays (or one (8, O) array) in the order of :func:`projection_terms`.
+
+    Returns:
+        (O, 3) coefficients on [1, s, e].
+    """
+    sw, s_s, s_e, s_ss, s_se, s_y, s_sy, s_ey = sums
+    xtx = jnp.stack(
+        [
+            jnp.stack([sw, s_s, s_e], -1),
+            jnp.stack([s_s, s_ss, s_se], -1),
+            jnp.stack([s_e, s_se, s_e + _RIDGE * sw], -1),
+        ],
+        -2,
+    )
+    xty = jnp.stack([s_y, s_sy, s_ey], -1)
+    return jnp.linalg.solve(xtx, xty[..., None])[..., 0]
+
+
 def weighted_projection(y: jax.Array, s: jax.Array, w: jax.Array) -> jax.Array:
     """Weighted least squares of y on [1, s, e] within each occupation.
 
@@ -44,21 +74,7 @@ def weighted_projection(y: jax.Array, s: jax.Array, w: jax.Array) -> jax.Array:
     Returns:
         (O, 3) coefficients on [1, s, e].
     """
-    e = credential(w.dtype)
-    we, ws, wy = w * e, w * s, w * y
-    sw, s_s, s_e, s_ss, s_se, s_y, s_sy, s_ey = occupation_sums(
-        w, ws, we, ws * s, ws * e, wy, wy * s, wy * e
-    )
-    xtx = jnp.stack(
-        [
-            jnp.stack([sw, s_s, s_e], -1),
-            jnp.stack([s_s, s_ss, s_se], -1),
-            jnp.stack([s_e, s_se, s_e + _RIDGE * sw], -1),
-        ],
-        -2,
-    )
-    xty = jnp.stack([s_y, s_sy, s_ey], -1)
-    return jnp.linalg.solve(xtx, xty[..., None])[..., 0]
+    return projection_coef(occupation_sums(*projection_terms(y, s, w)))
 
 
 def fitted(b: jax.Array, s: jax.Array) -> jax.Array:

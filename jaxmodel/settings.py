@@ -19,12 +19,17 @@ SPECS: tuple[str, ...] = ("additive", "partial_multiplicative", "ces")
 #: Floating-point precisions; float64 is the default (and the only one for gradient checks).
 PRECISIONS: tuple[str, ...] = ("float64", "float32")
 #: Solvers of the education fixed point (``jaxmodel.education``): the same fixed point, other paths.
-FP_SOLVERS: tuple[str, ...] = ("anderson", "damped")
+FP_SOLVERS: tuple[str, ...] = ("newton", "anderson", "damped")
 #: Smallest fixed-point tolerance that float32 arithmetic reaches. The residual max|Gamma(P) - P|
 #: stalls at 0.6e-4 to 2e-4 in float32 (rounding of N-term aggregates moves every P; measured at
 #: N = 1e5 and 1e6), so a smaller floor only runs the loop to ``fp_max_iter``; the moments move by
 #: less than 1e-5 between 30 and 200 iterations, below float32's own error (about 1e-4).
 FLOAT32_TOL_FLOOR = 5e-4
+#: Most aggregates 3 O + F for which the fixed point's Jacobian D is assembled and factorised
+#: densely (``jaxmodel.feedback``): D takes 8 (3 O + F)^2 bytes (32 MiB at the limit) and its LU
+#: (3 O + F)^3 / 1.5 flops. Above it the derivatives' linear systems are solved matrix-free and
+#: fp_solver="newton" is refused.
+DENSE_LIMIT = 2048
 _MAX_INDEX = 2**31 - 1
 
 
@@ -40,13 +45,15 @@ class Settings:
         spec: AI augmentation form, one of :data:`SPECS`.
         fp_tol: tolerance of the education fixed point, max |P_new - P|. In float32 it is floored at
             :data:`FLOAT32_TOL_FLOOR` (float32 cannot resolve 1e-10); the residual is reported.
-        fp_max_iter: most iterations of the fixed point (and of each tangent solve).
-        fp_solver: "anderson" (default: Anderson acceleration in the space of the 3 O + F
-            aggregates that Gamma depends on) or "damped" (MODEL.md's reference iteration on P).
-        fp_tangent_tol: relative tolerance of the implicit-function linear solves that give the
-            fixed point's derivatives (|residual| <= tol |right-hand side|); floored at ``tol``.
+        fp_max_iter: most iterations (passes) of the fixed point.
+        fp_solver: "newton" (Newton's method in the space of the 3 O + F aggregates that Gamma
+            depends on, with their Jacobian assembled in one pass), "anderson" (Anderson
+            acceleration in the same space) or "damped" (MODEL.md's reference iteration on P).
         fp_damping: d in (0, 1]: the damping of the "damped" solver, P <- (1 - d) P + d Gamma(P),
-            and of the Anderson solver's safeguard steps.
+            and of the safeguard steps of the other two.
+        fp_tangent_tol: relative tolerance of the implicit-function linear solves where they are
+            matrix-free (GMRES; more than ``jaxmodel.education.DENSE_LIMIT`` aggregates), floored at
+            ``tol``. Below that size they are solved exactly with the assembled Jacobian.
         precision: "float64" (default) or "float32" (GPU throughput).
     """
 
@@ -88,6 +95,12 @@ class Settings:
             raise InvalidSettingError(
                 f"setting fp_solver={self.fp_solver!r} is unknown; allowed: {', '.join(FP_SOLVERS)}"
             )
+        aggregates = 3 * self.n_occupations + self.n_firms
+        if self.fp_solver == "newton" and aggregates > DENSE_LIMIT:
+            raise InvalidSettingError(
+                f"setting fp_solver='newton' factorises a dense Jacobian of the 3 O + F = {aggregates} aggregates; "
+                f"allowed up to {DENSE_LIMIT} (fewer firms), else use fp_solver='anderson'"
+            )
         for name in ("fp_tol", "fp_damping", "fp_tangent_tol"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, numbers.Real):
@@ -112,7 +125,7 @@ class Settings:
 
     @property
     def tangent_tol(self) -> float:
-        """The relative tolerance of the derivative's linear solves (``fp_tangent_tol``, at least ``tol``)."""
+        """The relative tolerance of matrix-free derivative solves (``fp_tangent_tol``, at least ``tol``)."""
         return max(self.fp_tangent_tol, self.tol)
 
     @property

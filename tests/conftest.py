@@ -79,3 +79,15 @@ def _no_persistent_cache_in_this_process():
     estimation.cli.compilation_cache = lambda: None
     yield
     estimation.cli.compilation_cache = original
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _release_compiled_programs():
+    """Each test file's compiled programs are released when the file ends (``jax.clear_caches``).
+
+    The suite runs in one process that would otherwise hold every program it ever compiled: its
+    resident memory grew past 4 GB by half-way, and two full runs died inside XLA (a segmentation
+    fault in a cache write, an abort in a compile) at a point where the same file passes alone.
+    Session fixtures keep their arrays; only programs they use again are compiled again."""
+    yield
+    jax.clear_caches()
