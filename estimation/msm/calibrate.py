@@ -292,7 +292,7 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         lam = np.full((k, len(MOMENT_NAMES)), np.nan)
     sigma = inference.standard_errors(cov)
     intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, free.binding(theta))
-    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights)
+    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights, free.binding(theta))
     decomposition = uncertainty = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
@@ -331,16 +331,23 @@ def _regime_uncertainty(theta: np.ndarray, cov: np.ndarray, model: np.ndarray, j
 
 
 def _j_test(errors: np.ndarray, moments_cov: np.ndarray, jac: np.ndarray, weights: np.ndarray, k: int,
-            weighting: str) -> JTest:
+            weighting: str, binding: list) -> JTest:
     """The J that is right for the estimate's weights: g' Sigma^-1 g under two-step optimal weights
     (W2 estimates Sigma^-1), the generalised g' S^+ g under any other (``inference.j_test``); NaN
-    when the Jacobian is not finite (the generalised form needs it)."""
+    when the Jacobian is not finite (the generalised form needs it).
+
+    A parameter that presses on a bound of its box is held there: the first-order condition
+    G'Wg = 0 does not hold in its direction, so the generalised form leaves its column out of H (else
+    S would treat as free a direction the estimate cannot move in, and J would miss the part of the
+    misfit that the bound keeps), and it does not use up a degree of freedom."""
     if weighting == "optimal":
         return JTest(**inference.j_test(errors, moments_cov, k), weights=weighting)
     if not np.isfinite(jac).all():
         return JTest(J=math.nan, df=errors.size - k, p_value=None,
                      form="none (the Jacobian is not finite at the estimate)", weights=weighting)
-    return JTest(**inference.j_test(errors, moments_cov, k, jacobian=jac, weights=weights), weights=weighting)
+    interior = [j for j, b in enumerate(binding) if b is None]
+    out = inference.j_test(errors, moments_cov, len(interior), jacobian=jac[:, interior], weights=weights)
+    return JTest(**out, weights=weighting)
 
 
 def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs: Inputs, problem: Problem,

@@ -104,10 +104,13 @@ def _matrix(path: Path) -> np.ndarray:
 def test_j_under_diagonal_weights_is_the_generalised_form_from_the_folder(cli_run):
     """J = g' S^+ g with S = (I - H) Sigma (I - H)', H = G (G'WG)^-1 G'W, recomputed here from the
     folder's CSV files by another route (explicit S, NumPy's pinv): the files hold 17 significant
-    digits and S^+ is well conditioned on its range (df = m - k = 1 here), so 1e-7 relative."""
+    digits and S^+ is well conditioned on its range, so 1e-7 relative. Parameters at a bound of the
+    box (estimates.csv ``at_bound``) are held there, so their columns leave G and df = m - k_interior."""
     out, proc = cli_run
     report = json.loads((out / "report.json").read_text())
-    G = pd.read_csv(out / "jacobian.csv", index_col=0).loc[list(MOMENT_NAMES)].to_numpy()
+    estimates = pd.read_csv(out / "estimates.csv").set_index("parameter")
+    interior = [n for n in estimates.index if pd.isna(estimates.loc[n, "at_bound"])]
+    G = pd.read_csv(out / "jacobian.csv", index_col=0).loc[list(MOMENT_NAMES), interior].to_numpy()
     W, sigma = _matrix(out / "weights.csv"), _matrix(out / "moments_cov.csv")
     g = pd.read_csv(out / "moments.csv").set_index("moment").loc[list(MOMENT_NAMES), "error"].to_numpy()
     H = G @ np.linalg.inv(G.T @ W @ G) @ G.T @ W
