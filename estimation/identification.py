@@ -107,8 +107,8 @@ def _moment_values(thetas, base, free, draws, assigned, start, settings: Setting
                        batch_size=batch_size)
 
 
-#: Bytes of working memory per (agent x point x tangent+1) of the batched Jacobian program, measured
-#: on the CPU (1.5 GB resident at N = 4_000, 32 points, k = 5, of which about 0.5 GB is the process).
+#: Bytes of working memory per (agent x point x tangent+1) of the batched Jacobian program, an upper
+#: bound read off the CPU's resident memory (``benchmarks/bench_identify.py``).
 _BYTES_PER_AGENT_POINT = 1400
 #: The memory a batch may use when the device does not say (the CPU).
 DEFAULT_BATCH_MEMORY = 4e9

@@ -21,9 +21,9 @@ PRECISIONS: tuple[str, ...] = ("float64", "float32")
 #: Solvers of the education fixed point (``jaxmodel.education``): the same fixed point, other paths.
 FP_SOLVERS: tuple[str, ...] = ("newton", "anderson", "damped")
 #: Smallest fixed-point tolerance that float32 arithmetic reaches. The residual max|Gamma(P) - P|
-#: stalls at 0.6e-4 to 2e-4 in float32 (rounding of N-term aggregates moves every P; measured at
-#: N = 1e5 and 1e6), so a smaller floor only runs the loop to ``fp_max_iter``; the moments move by
-#: less than 1e-5 between 30 and 200 iterations, below float32's own error (about 1e-4).
+#: stalls near 1e-4 in float32 (rounding of N-term aggregates moves every P), so a smaller floor
+#: only runs the loop to ``fp_max_iter``, and the moments it would still move lie below float32's
+#: own error (about 1e-4).
 FLOAT32_TOL_FLOOR = 5e-4
 #: Most aggregates 3 O + F for which the fixed point's Jacobian D is assembled and factorised
 #: densely (``jaxmodel.feedback``): D takes 8 (3 O + F)^2 bytes (32 MiB at the limit) and its LU

@@ -18,7 +18,7 @@ The price is resolution: keys that agree in their top 64 - b bits (about 4e-10 r
 N = 2 x 10^6) are ordered by index instead of by value. For ranks this is an exact ranking of keys
 perturbed by less than that; for the Gini, a pair of incomes that close contributes
 w_a w_b |x_a - x_b| to a sum of order W^2 mean(x), so the Gini moves by less than 1e-9 / n^2 per
-such pair (measured: identical to the last bit at 2 x 10^6 incomes). Ties keep index order, so the
+such pair (``tests/model/test_inequality.py`` holds it to the exact formula). Ties keep index order, so the
 permutation is deterministic.
 """
 

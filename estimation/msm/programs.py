@@ -1,9 +1,9 @@
 """The estimator's compiled programs, kept across processes without tracing them again.
 
 JAX's persistent compilation cache keeps XLA's executables, but every new process still traces the
-Python model into a jaxpr and lowers it to StableHLO before it can look the executable up: about
-5 s for the moments-and-Jacobian program of a calibration at N = 2x10^4, a third of a run whose
-programs are all cached. ``jax.export`` serialises the lowered program; a later process
+Python model into a jaxpr and lowers it to StableHLO before it can look the executable up, which
+for the moments-and-Jacobian program is a large part of a run whose programs are all cached
+(``timing.json`` of a second run says how much). ``jax.export`` serialises the lowered program; a later process
 deserialises it (milliseconds) and only compiles it, which the persistent cache answers.
 
 :func:`call` runs a jitted function through such an artifact, stored beside the compilation
