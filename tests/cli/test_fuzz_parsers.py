@@ -499,7 +499,7 @@ def _mutations(c: CalibrationConfig, files: dict) -> dict:
         "weights a number": lambda d: d | {"weights": 1},
         "spec unknown": lambda d: d | {"spec": "cobb"},
         "precision unknown": lambda d: d | {"precision": "float16"},
-        "fp_solver unknown": lambda d: d | {"fp_solver": "newton"},
+        "fp_solver unknown": lambda d: d | {"fp_solver": "broyden"},
         "damping zero": lambda d: d | {"fp_damping": 0},
         "damping above one": lambda d: d | {"fp_damping": 1.5},
         "n_sim one": lambda d: d | {"n_sim": 1},
