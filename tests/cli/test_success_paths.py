@@ -79,7 +79,8 @@ def test_a_user_weight_file_is_used_as_given(user_weights_run):
     recorded = report["inputs"]["weights"]
     assert recorded["path"] == str(path.absolute())
     assert recorded["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    assert report["j_test"]["weights"].endswith("(J uses optimal weights)")
+    # Under a user's W, J is the generalised form that holds under any weights (inference.j_test).
+    assert report["j_test"]["form"] == "g' S^+ g" and report["j_test"]["weights"] == str(path)
     # The criterion is g'Wg with these weights (rounding of a 6x6 quadratic form: 1e-12 relative).
     moments = pd.read_csv(out / "moments.csv")
     g = (moments["model"] - moments["target"]).to_numpy()
