@@ -281,17 +281,21 @@ def test_flip_checks_are_the_closest_and_say_whether_the_sign_flipped(run):
 def test_hansen_j_and_its_p_value(run):
     """Under diagonal weights J is the generalised g' S^+ g (issue 22): g = model - target
     (moments.csv), S = (I - H) Omega (I - H)' with H = G (G'WG)^-1 G'W and Omega = moments_cov.csv,
-    chi-squared with rank(S) = 6 - k degrees of freedom; p = chi2.sf. S^+ is recomputed here from
-    the eigenvectors of S by another route (NumPy's pinv); S is well conditioned on its range, so
-    the tolerance is that of the inverses in H and of Omega."""
+    chi-squared with rank(S) = 6 - k degrees of freedom; p = chi2.sf. Parameters at a bound
+    (estimates.csv ``at_bound``) are held there: their columns leave G and they use no degree of
+    freedom. S^+ is recomputed here from the eigenvectors of S by another route (NumPy's pinv); S is
+    well conditioned on its range, so the tolerance is that of the inverses in H and of Omega."""
     g = run.model - run.target
     j = run.report["j_test"]
-    H = run.G @ np.linalg.inv(_gwg(run)) @ run.G.T @ run.W
+    interior = [i for i, b in enumerate(run.estimates["at_bound"].fillna("").astype(str)) if not b]
+    G = run.G[:, interior]
+    gwg = G.T @ run.W @ G
+    H = G @ np.linalg.inv(gwg) @ G.T @ run.W
     S = (np.eye(6) - H) @ run.Omega @ (np.eye(6) - H).T
     expected = g @ np.linalg.pinv(S, rcond=1e-10, hermitian=True) @ g
     assert j["form"] == "g' S^+ g"
-    assert j["J"] == pytest.approx(expected, rel=_linalg_tol(np.linalg.cond(run.Omega), np.linalg.cond(_gwg(run))))
-    assert j["df"] == len(run.moment_names) - len(run.params) == 1
+    assert j["J"] == pytest.approx(expected, rel=_linalg_tol(np.linalg.cond(run.Omega), np.linalg.cond(gwg)))
+    assert j["df"] == len(run.moment_names) - len(interior)
     # The p-value comes from jax's gammaincc in float64; scipy's chi2.sf is an independent
     # implementation. Both are accurate to ~1e-14 relative in this range; 1e-9 allows for the
     # relative error of J itself propagating through the tail (d log p / d log J = J f(J)/p, O(1)).
