@@ -100,14 +100,16 @@ def main(argv=None) -> int:
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    import jaxmodel
     from jaxmodel.settings import DENSE_LIMIT
 
     rows = []
     for n in args.sizes:
         for solver in args.solvers.split(","):
             firms = n // args.firms_per
-            if solver == "newton" and 30 + firms > DENSE_LIMIT:  # 3 O + F with O = 10
-                print(f"N={n:_}: newton skipped (3 O + F = {30 + firms} > {DENSE_LIMIT})", file=sys.stderr)
+            size = jaxmodel.Settings(n_agents=n, n_firms=firms).n_aggregates
+            if solver == "newton" and size > DENSE_LIMIT:
+                print(f"N={n:_}: newton skipped (3 O + F = {size} > {DENSE_LIMIT})", file=sys.stderr)
                 continue
             rows.append(measure(n, firms, solver, args.repeats))
     write_json(args.out, {"benchmark": "derivatives", "environment": environment(), "rows": rows})

@@ -66,15 +66,21 @@ class FixedPointInfo(NamedTuple):
 
 
 def n_aggregates(settings: Settings) -> int:
-    """3 O + F: the size of the aggregates Gamma depends on."""
-    return 3 * settings.n_occupations + settings.n_firms
+    """3 O + F: the size of the aggregates Gamma depends on (``Settings.n_aggregates``)."""
+    return settings.n_aggregates
+
+
+def aggregates_of(params, wage_coef: jax.Array, wage_factor: jax.Array, rents: jax.Array,
+                  settings: Settings) -> jax.Array:
+    """x = (b_o0 + log factor_o, b_o1, b_o2, xi Pi_j/(N/F)): (3 O + F,) from (O, 3), (O,) and (F,)."""
+    level = wage_coef[:, 0] + jnp.log(wage_factor)
+    rent = params.xi * rents / settings.agents_per_firm
+    return jnp.concatenate([level, wage_coef[:, 1], wage_coef[:, 2], rent])
 
 
 def aggregates(params, econ: Economy, market: Market, settings: Settings) -> jax.Array:
-    """x = (b_o0 + log factor_o, b_o1, b_o2, xi Pi_j/(N/F)): (3 O + F,) from a cleared market."""
-    level = market.wage_coef[:, 0] + jnp.log(market.wage_factor)
-    rent = params.xi * market.rents / settings.agents_per_firm
-    return jnp.concatenate([level, market.wage_coef[:, 1], market.wage_coef[:, 2], rent])
+    """The aggregates of a cleared market (:func:`aggregates_of`)."""
+    return aggregates_of(params, market.wage_coef, market.wage_factor, market.rents, settings)
 
 
 def choice(params, econ: Economy, x: jax.Array, settings: Settings) -> jax.Array:
@@ -322,7 +328,7 @@ def solve_education(
         x0 = jnp.where(warm, start, 0.0)
     P0 = jnp.where(warm, choose(x0), P_START)
 
-    dense = n_aggregates(settings) <= DENSE_LIMIT
+    dense = settings.n_aggregates <= DENSE_LIMIT
     if settings.fp_solver == "damped":
         x_star, _, info = _damped(step, choose, settings, P0)
         D = feedback(x_star)[1] if dense else None

@@ -103,9 +103,9 @@ def _occupation_columns(terms_of_P, terms_of_g, P, g, dg, sens, econ, settings) 
 
 def _firm_columns(term_of_P, term_of_g, P, g, dg, sens, econ, settings) -> jax.Array:
     """d (firm sums of one (2, O, M) term) / dx: (C, F); g (O, n_g) and dg (C, O, n_g) as above."""
-    cells = [_cell_sums(_tangent(term_of_P, P, sens[b]), econ, settings)[0] for b in range(3)]  # (O, F) each
+    cells = _cell_sums([_tangent(term_of_P, P, sens[b])[0] for b in range(3)], econ, settings)  # (3, O, F)
     own = mk.firm_sums(_tangent(term_of_P, P, sens[3])[0], econ, settings)  # (F,): column j moves firm j only
-    direct = jnp.concatenate(cells + [jnp.diag(own)], axis=0)
+    direct = jnp.concatenate([cells.reshape(-1, settings.n_firms), jnp.diag(own)], axis=0)
     per_g = jnp.stack([_cell_sums(_tangent(term_of_g, g, u), econ, settings)[0] for u in _unit_changes(g)])
     return direct + jnp.einsum("moj,com->cj", per_g, dg)
 
@@ -124,7 +124,7 @@ def feedback_jacobian(params, econ: mk.Economy, x: jax.Array, settings: Settings
     Returns:
         (g, D): g = market(choice(x)) (C,) and D (C, C) with D[r, c] = d g_r / d x_c.
     """
-    from jaxmodel.education import aggregates, choice  # the module that owns the fixed point
+    from jaxmodel.education import aggregates_of, choice  # the module that owns the fixed point
 
     o, f = settings.n_occupations, settings.n_firms
     dtype = x.dtype
@@ -179,10 +179,8 @@ def feedback_jacobian(params, econ: mk.Economy, x: jax.Array, settings: Settings
     d_rents = _firm_columns(lambda p: rent(p, floor), lambda g: rent(P, g), P, floor, d_floor, sens, econ, settings)
 
     def close(coef, bill, projected_bill, ai_rents):
-        wage_factor, mean_wage, rents = mk.settle(params, econ, bill, projected_bill, ai_rents, settings)
-        cleared = mk.Market(w=None, task_supply=None, prices=None, mpc=None, wage_coef=coef,
-                            wage_factor=wage_factor, mean_wage=mean_wage, rents=rents, rent_share=None)
-        return aggregates(params, econ, cleared, settings)
+        wage_factor, _, rents = mk.settle(params, econ, bill, projected_bill, ai_rents, settings)
+        return aggregates_of(params, coef, wage_factor, rents, settings)
 
     primals = (coef, bill, projected_bill, ai_rents)
     g = close(*primals)

@@ -95,10 +95,9 @@ class Settings:
             raise InvalidSettingError(
                 f"setting fp_solver={self.fp_solver!r} is unknown; allowed: {', '.join(FP_SOLVERS)}"
             )
-        aggregates = 3 * self.n_occupations + self.n_firms
-        if self.fp_solver == "newton" and aggregates > DENSE_LIMIT:
+        if self.fp_solver == "newton" and self.n_aggregates > DENSE_LIMIT:
             raise InvalidSettingError(
-                f"setting fp_solver='newton' factorises a dense Jacobian of the 3 O + F = {aggregates} aggregates; "
+                f"setting fp_solver='newton' factorises a dense Jacobian of the 3 O + F = {self.n_aggregates} aggregates; "
                 f"allowed up to {DENSE_LIMIT} (fewer firms), else use fp_solver='anderson'"
             )
         for name in ("fp_tol", "fp_damping", "fp_tangent_tol"):
@@ -127,6 +126,11 @@ class Settings:
     def tangent_tol(self) -> float:
         """The relative tolerance of matrix-free derivative solves (``fp_tangent_tol``, at least ``tol``)."""
         return max(self.fp_tangent_tol, self.tol)
+
+    @property
+    def n_aggregates(self) -> int:
+        """3 O + F: the aggregates the education fixed point lives in (``jaxmodel.education``)."""
+        return 3 * self.n_occupations + self.n_firms
 
     @property
     def agents_per_firm(self) -> int:

@@ -53,7 +53,7 @@ def register(commands) -> None:
                        help="points per axis of the criterion contour of the most collinear pair (default 15; 0: none)")
     ident.add_argument("--regime-draws", type=int, default=256, metavar="S",
                        help="with --from: draws of theta ~ N(estimate, V) in the search box (V: the calibration's "
-                            "cov.csv) for the probability of the concentrating regime (default 256; 0: none)")
+                            "cov.csv) for the probability of the concentrating regime (default 256, regimes.REGIME_DRAWS; 0: none)")
     ident.add_argument("--batch", type=positive_int, metavar="B",
                        help="points per vmapped batch (default: as many as fit in memory)")
     runs = parser.add_argument_group("results")

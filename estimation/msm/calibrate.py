@@ -291,8 +291,9 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         cov = np.full((k, k), np.nan)
         lam = np.full((k, len(MOMENT_NAMES)), np.nan)
     sigma = inference.standard_errors(cov)
-    intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, free.binding(theta))
-    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights, free.binding(theta))
+    binding = free.binding(theta)
+    intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, binding)
+    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights, binding)
     decomposition = uncertainty = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
