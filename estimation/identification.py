@@ -655,8 +655,10 @@ def contour_design(free: FreeParameters, theta: np.ndarray, pair: tuple[int, int
 
 
 def criterion(moments: np.ndarray, targets: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Q = g'Wg with g = m - m_data, for each row of moments (S, m): (S,) (inf where not finite)."""
-    g = np.asarray(moments, dtype=np.float64) - np.asarray(targets, dtype=np.float64)[None, :]
+    """Q = g'Wg with g = m - m_data, for each row of moments (S, m): (S,) (inf where not finite).
+    A moment without a target (NaN in ``targets``; its weight is 0) contributes 0."""
+    targets = np.asarray(targets, dtype=np.float64)
+    g = np.asarray(moments, dtype=np.float64) - np.where(np.isnan(targets), 0.0, targets)[None, :]
     q = np.einsum("si,ij,sj->s", g, weights, g)
     return np.where(np.isfinite(q), q, np.inf)
 

@@ -40,6 +40,10 @@ def register(commands) -> None:
                      help="free parameters, comma-separated or repeated (default alpha,sigma_nu,sigma,eta1,xi)")
     est.add_argument("--bound", action="append", default=[], metavar="NAME=LOW:HIGH",
                      help="search bounds of a free parameter (default: its search box, the README's parameter table; inside its domain), e.g. --bound sigma=0.2:10")
+    est.add_argument("--moments", metavar="NAMES",
+                     help="the moments to estimate on, comma-separated (code names or m1..m6; default: every "
+                          "moment the targets file gives): the others get weight 0 and are still simulated and "
+                          "reported, marked not targeted")
     est.add_argument("--weights", default="diagonal", metavar="KIND",
                      help="diagonal (1/se^2, default), identity, optimal (two-step) or a CSV matrix file")
     est.add_argument("--starts", type=positive_int, default=3, metavar="S", help="starting points (default 3)")
@@ -119,6 +123,10 @@ def run(args: argparse.Namespace) -> int:
         )
         if free is not None:
             config = dataclasses.replace(config, free=free)
+        if args.moments is not None:
+            from estimation.msm.config import moment_subset
+
+            config = dataclasses.replace(config, moments=moment_subset(args.moments, config.free))
     out = default_out(args, "calibrate")
     with tables.CalibrationProgress(config.max_iter, quiet=args.quiet) as progress:
         result = calibrate(config, out=out, resume=args.resume, force=args.force, progress=progress)

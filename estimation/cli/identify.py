@@ -113,9 +113,12 @@ def _free_names(args) -> tuple[str, ...] | None:
 
 def resolve(args: argparse.Namespace) -> Inputs:
     """The point, free set, targets, weights and Omega from the options; raises ConfigError (exit
-    2) on bad input before any computation."""
+    2) on bad input before any computation. The moments used are ``--moments`` (default: every
+    moment the targets give, or that the calibration of ``--from`` targeted); W is 0 in the rows
+    and columns of the others."""
     import numpy as np
 
+    from estimation.msm.config import restrict_targets, restrict_weights
     from estimation.msm.parameters import free_parameters, parse_bound
     from estimation.msm.targets import load_targets
     from jaxmodel import MOMENT_NAMES
@@ -135,81 +138,85 @@ def resolve(args: argparse.Namespace) -> Inputs:
             raise ConfigError(f"--bound {name} is given twice")
         bounds[name] = (lo, hi)
     names = _free_names(args)
+    saved_free = None
     if args.from_dir is not None:
-        from estimation.msm.result import load_report
-
-        if args.targets is not None:
-            raise ConfigError("--targets cannot be combined with --from (the calibration's targets are used)")
-        folder = Path(args.from_dir)
-        report = load_report(folder)
-        params, settings, seed, origin = base_and_settings(args)
-        config = report["config"]
-        try:
-            records = {r["moment"]: r for r in report["targets"]}
-            targets = np.array([float(records[n]["value"]) for n in MOMENT_NAMES])
-            target_se = np.array([float(records[n]["se"]) for n in MOMENT_NAMES])
-            saved_bounds = {k: tuple(map(float, v)) for k, v in (config.get("bounds") or {}).items()}
-            saved_free = tuple(report.get("free_parameters") or config["free"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ConfigError(f"--from {folder}: report.json is not a levelfield calibration report ({exc})") from None
-        if not (folder / "estimates.csv").is_file():
-            raise ConfigError(f"--from {folder}: no estimates.csv there (a folder written by levelfield calibrate)")
-        weights = _matrix(folder, "weights.csv", required=True)
-        omega = _matrix(folder, "moments_cov.csv", required=False)
-        names = names or saved_free
-        bounds = {**{k: v for k, v in saved_bounds.items() if k in names}, **bounds}
-        weights_origin = f"weights.csv of {folder} ({config.get('weights', 'diagonal')})"
-        if omega is None:
-            omega, omega_note = np.diag(target_se**2), "diag(se^2) of the targets; Omega_sim left out (no moments_cov.csv)"
-        else:
-            omega_note = f"moments_cov.csv of {folder}: Omega + Omega_sim (the calibration's simulation noise)"
+        source = _from_calibration(args, names, bounds)
+        names, bounds, saved_free = source["names"], source["bounds"], source["saved_free"]
+        params, settings, seed, origin = source["base"]
+        t, weights, omega = source["targets"], source["weights"], source["omega"]
+        weights_origin, omega_note = source["weights_origin"], source["omega_note"]
     else:
         params, settings, seed, origin = base_and_settings(args)
         t = load_targets(args.targets)
-        targets, target_se = t.values, t.se
-        weights = np.diag(1.0 / target_se**2)
+        weights = np.diag(np.where(np.isfinite(t.se), 1.0 / t.se**2, 0.0))
         weights_origin = "diagonal 1/se^2"
-        omega = np.diag(target_se**2)
+        omega = t.covariance
         omega_note = ("diag(se^2) of the targets; the simulation noise Omega_sim is left out "
                       "(pass --from a calibration to include it)")
     free = free_parameters(names, bounds)
-    used = moment_subset(args.moments, free.names)
+    t = restrict_targets(t, args.moments, free.names)
+    used = t.used
     if len(used) < len(MOMENT_NAMES):
-        mask = np.array([n in used for n in MOMENT_NAMES])
-        weights = np.where(mask[:, None] & mask[None, :], weights, 0.0)
-        weights_origin += f", restricted to {', '.join(used)} (--moments; the others weight 0)"
+        weights = restrict_weights(weights, t.mask)
+        how = "--moments" if args.moments is not None else "the moments targeted"
+        weights_origin += f", restricted to {', '.join(used)} ({how}; the others weight 0)"
     regime_cov, regime_note = None, "no regime probability: it needs --from a calibration (its cov.csv)"
     if args.from_dir is not None:
         regime_cov, regime_note = _regime_cov(Path(args.from_dir), free.names, saved_free)
-    return Inputs(params=params, settings=settings, seed=seed, origin=origin, free=free, targets=targets,
-                  target_se=target_se, weights=weights, weights_origin=weights_origin, moments_cov=omega,
+    return Inputs(params=params, settings=settings, seed=seed, origin=origin, free=free, targets=t.values,
+                  target_se=t.se, weights=weights, weights_origin=weights_origin, moments_cov=omega,
                   omega_note=omega_note, regime_cov=regime_cov, regime_note=regime_note, moments=used)
 
 
-def moment_subset(text: str | None, free: tuple[str, ...]) -> tuple[str, ...]:
-    """The moments named in ``--moments`` (code names or m1..m6, any case), in MODEL.md order; all
-    six without it. Raises ConfigError for an unknown or repeated name, or fewer moments than free
-    parameters (no rank condition can hold)."""
-    from estimation.msm.targets import ALIASES
+def _from_calibration(args: argparse.Namespace, names, bounds: dict) -> dict:
+    """What ``--from DIR`` gives: the point and settings (``base``), the free set and bounds (the
+    calibration's unless given), its targets (as ``Targets``, targeting what the calibration
+    targeted), weights.csv and moments_cov.csv, with notes saying where each comes from."""
+    import numpy as np
+
+    from estimation.msm.result import load_report
+    from estimation.msm.targets import Targets
     from jaxmodel import MOMENT_NAMES
 
-    if text is None:
-        return tuple(MOMENT_NAMES)
-    given = [n.strip() for n in text.split(",") if n.strip()]
-    names = []
-    for raw in given:
-        name = ALIASES.get(raw.lower(), raw.lower())
-        if name not in MOMENT_NAMES:
-            raise ConfigError(f"--moments: unknown moment {raw!r}; allowed: {', '.join(MOMENT_NAMES)} (or m1..m6)")
-        if name in names:
-            raise ConfigError(f"--moments: {name} is given twice")
-        names.append(name)
-    if not names:
-        raise ConfigError("--moments: no moment named; give at least one of " + ", ".join(MOMENT_NAMES))
-    if len(names) < len(free):
-        raise ConfigError(f"--moments: {len(names)} moment(s) cannot identify {len(free)} free parameters "
-                          f"({', '.join(free)}); free at most as many parameters as moments")
-    return tuple(n for n in MOMENT_NAMES if n in names)
+    if args.targets is not None:
+        raise ConfigError("--targets cannot be combined with --from (the calibration's targets are used)")
+    folder = Path(args.from_dir)
+    report = load_report(folder)
+    base = base_and_settings(args)
+    config = report["config"]
+    try:
+        records = {r["moment"]: r for r in report["targets"]}
+        values = np.array([float(records[n]["value"]) for n in MOMENT_NAMES])
+        se = np.array([float(records[n]["se"]) for n in MOMENT_NAMES])
+        targeted = tuple(bool(records[n].get("targeted", True)) and bool(np.isfinite(v))
+                         for n, v in zip(MOMENT_NAMES, values))
+        sources = tuple(str(records[n].get("source") or "") for n in MOMENT_NAMES)
+        saved_bounds = {k: tuple(map(float, v)) for k, v in (config.get("bounds") or {}).items()}
+        saved_free = tuple(report.get("free_parameters") or config["free"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ConfigError(f"--from {folder}: report.json is not a levelfield calibration report ({exc})") from None
+    if not (folder / "estimates.csv").is_file():
+        raise ConfigError(f"--from {folder}: no estimates.csv there (a folder written by levelfield calibrate)")
+    t = Targets(values=values, se=se, sources=sources, origin=f"the calibration in {folder}", targeted=targeted)
+    weights = _matrix(folder, "weights.csv", required=True)
+    omega = _matrix(folder, "moments_cov.csv", required=False)
+    names = names or saved_free
+    if omega is None:
+        omega, omega_note = t.covariance, "diag(se^2) of the targets; Omega_sim left out (no moments_cov.csv)"
+    else:
+        omega_note = f"moments_cov.csv of {folder}: Omega + Omega_sim (the calibration's simulation noise)"
+    return {"base": base, "names": names, "saved_free": saved_free, "targets": t, "weights": weights,
+            "omega": omega, "omega_note": omega_note,
+            "bounds": {**{k: v for k, v in saved_bounds.items() if k in names}, **bounds},
+            "weights_origin": f"weights.csv of {folder} ({config.get('weights', 'diagonal')})"}
+
+
+def moment_subset(text: str | None, free: tuple[str, ...]) -> tuple[str, ...]:
+    """The moments named in ``--moments``, in MODEL.md order (``estimation.msm.config.moment_subset``,
+    shared with ``levelfield calibrate``)."""
+    from estimation.msm.config import moment_subset as shared
+
+    return shared(text, free)
 
 
 def _regime_key(seed: int):

@@ -78,6 +78,9 @@ def calibrate(
     """
     config = dataclasses.replace(config or CalibrationConfig(), **overrides)
     inputs = validate(config)
+    # The targeted moments, resolved (from --moments or the targets file's rows), go on record.
+    used = inputs.targets.used
+    config = dataclasses.replace(config, moments=None if len(used) == len(MOMENT_NAMES) else used)
     files = input_files(config)
     folder = RunFolder(out) if out is not None else None
     if folder is None and resume:
@@ -215,18 +218,20 @@ def _problem(config: CalibrationConfig, inputs: Inputs) -> Problem:
     draws = distributed.place_draws(draws)  # with several processes: agents over all their devices
     assigned = None if {"rho_occ", "rho_firm"} & set(free.names) else jaxmodel.assign(base, draws, settings)
     return Problem(settings=settings, base=base, free=free.arrays(), draws=draws,
-                   targets=jnp.asarray(inputs.targets.values), weights=jnp.asarray(inputs.weights), assigned=assigned)
+                   targets=jnp.asarray(inputs.targets.fit_values), weights=jnp.asarray(inputs.weights),
+                   assigned=assigned)
 
 
 def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], inputs: Inputs, problem: Problem,
                  tol: Tolerances, sim_key) -> tuple[Problem, np.ndarray, SecondStep]:
-    """W2 = (Sigma_targets + Omega_sim(theta_1))^-1 and the optimisation again from every first-step
-    end point (the same batch size: no recompilation). Returns the re-weighted problem, the
-    second-step estimate and its report."""
+    """W2 = (Sigma_targets + Omega_sim(theta_1))^-1 over the targeted moments (0 in the rows and
+    columns of the others) and the optimisation again from every first-step end point (the same
+    batch size: no recompilation). Returns the re-weighted problem, the second-step estimate and
+    its report."""
     free, base, settings = inputs.free, inputs.base, inputs.settings
     omega_sim1 = noise.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings,
                                             run.config.n_sim)
-    weights = np.linalg.inv(inputs.targets.covariance + omega_sim1)
+    weights = inference.restricted_inverse(inputs.targets.covariance + omega_sim1, inputs.targets.mask)
     problem = dataclasses.replace(problem, weights=jnp.asarray(weights))
     starts2 = np.stack([free.inside(r.theta, margin=1e-9) for r in records])
     records2, best2 = run.stage("stage2", starts2, free, problem, tol)
@@ -277,7 +282,7 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     })
     omega_sim = noise.simulation_noise(free.params(inputs.base, theta_j), sim_key, settings, config.n_sim)
     moments_cov = targets.covariance + omega_sim
-    errors = model - targets.values
+    errors = model - targets.fit_values  # 0 weight on the untargeted moments' errors
     k = free.size
     if np.isfinite(jac).all():
         ident = Identification(**inference.identification(jac, weights, list(free.names)))
@@ -293,11 +298,11 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     sigma = inference.standard_errors(cov)
     binding = free.binding(theta)
     intervals = inference.bounded_intervals(theta, cov, free.lower, free.upper, binding)
-    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights, binding)
+    j_test = _j_test(errors, moments_cov, jac, weights, k, config.weights, binding, targets.mask)
     decomposition = uncertainty = None
     if ident.identified:
         decomposition = Decomposition(**sensitivity.delta_gini_decomposition(
-            model, jac, lam, targets.se, list(free.names), sigma))
+            model, jac, lam, targets.se, list(free.names), sigma, targeted=targets.mask))
         uncertainty = _regime_uncertainty(theta, cov, model, jac, at_estimate.aggregates, inputs, problem, config)
     return _Inference(model=model, jac=jac, aggregates=at_estimate.aggregates, omega_sim=omega_sim,
                       moments_cov=moments_cov, criterion=float(errors @ weights @ errors), identification=ident,
@@ -332,15 +337,20 @@ def _regime_uncertainty(theta: np.ndarray, cov: np.ndarray, model: np.ndarray, j
 
 
 def _j_test(errors: np.ndarray, moments_cov: np.ndarray, jac: np.ndarray, weights: np.ndarray, k: int,
-            weighting: str, binding: list) -> JTest:
+            weighting: str, binding: list, mask: np.ndarray) -> JTest:
     """The J that is right for the estimate's weights: g' Sigma^-1 g under two-step optimal weights
     (W2 estimates Sigma^-1), the generalised g' S^+ g under any other (``inference.j_test``); NaN
-    when the Jacobian is not finite (the generalised form needs it).
+    when the Jacobian is not finite (the generalised form needs it). Both use the targeted moments
+    only (``mask``): the others are no moment conditions, so the degrees of freedom are the number
+    targeted less the free parameters (less those at a bound in the generalised form).
 
     A parameter that presses on a bound of its box is held there: the first-order condition
     G'Wg = 0 does not hold in its direction, so the generalised form leaves its column out of H (else
     S would treat as free a direction the estimate cannot move in, and J would miss the part of the
     misfit that the bound keeps), and it does not use up a degree of freedom."""
+    if not mask.all():
+        t = np.asarray(mask, dtype=bool)
+        errors, moments_cov, jac, weights = errors[t], moments_cov[np.ix_(t, t)], jac[t], weights[np.ix_(t, t)]
     if weighting == "optimal":
         return JTest(**inference.j_test(errors, moments_cov, k), weights=weighting)
     if not np.isfinite(jac).all():
@@ -355,12 +365,13 @@ def _flip_checks(checks: list[dict], theta: np.ndarray, est: _Inference, inputs:
                  tol: Tolerances, optimizer: str, lanes: int) -> list[FlipCheck]:
     """Re-estimate with each target moved by the shift that flips Delta Gini at first order; each
     starts from its first-order prediction theta_hat - Lambda[:, i] shift; they run in ``lanes``
-    lanes (the width of the optimisation's batch, whose compiled step they share)."""
+    lanes (the width of the optimisation's batch, whose compiled step they share). ``checks`` are
+    targeted moments only (``sensitivity.closest_flips``)."""
     targets, free = inputs.targets, inputs.free
     gini = MOMENT_NAMES.index("gini_change")
     idx = [MOMENT_NAMES.index(t["moment"]) for t in checks]
     shifts = np.array([t["shift_to_flip_sign"] for t in checks])
-    shifted = np.tile(targets.values, (len(checks), 1))
+    shifted = np.tile(targets.fit_values, (len(checks), 1))
     shifted[np.arange(len(checks)), idx] += shifts
     predicted = np.stack([theta - est.lam[:, i] * d for i, d in zip(idx, shifts)])
     thetas, flipped_moments = reestimate(predicted, shifted, free, problem, tol, aggregates=est.aggregates,

@@ -52,6 +52,10 @@ class CalibrationConfig:
         regime_draws: draws of theta ~ N(theta_hat, V) for the probability of the concentrating
             regime (default 0: the first-order probability Phi(Delta Gini / SE) only, which needs no
             more model runs; ``estimation.regimes.regime_uncertainty``).
+        moments: the targeted moments (``--moments``; code names or m1..m6), or None for every
+            moment the targets file gives. The others get weight 0 and are still simulated and
+            reported. ``calibrate`` records the resolved names here when they are fewer than six;
+            ``to_dict`` leaves the key out when None.
     """
 
     targets: str | None = None
@@ -76,10 +80,15 @@ class CalibrationConfig:
     n_sim: int = 20
     flip_checks: int = 2
     regime_draws: int = 0
+    moments: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         out = dataclasses.asdict(self)
         out["free"] = list(self.free)
+        if self.moments is None:  # all the file's moments: the key of older reports' configurations
+            del out["moments"]
+        else:
+            out["moments"] = list(self.moments)
         out["bounds"] = {k: [float(v[0]), float(v[1])] for k, v in dict(self.bounds).items()}
         out["fixed"] = {k: float(v) for k, v in dict(self.fixed).items()}
         if self.targets is not None:
@@ -131,6 +140,11 @@ class CalibrationConfig:
                 if not isinstance(value, (list, tuple)) or not all(isinstance(n, str) for n in value):
                     fail(key, "a list of parameter names")
                 out[key] = tuple(value)
+            elif key == "moments":
+                if value is not None and (not isinstance(value, (list, tuple))
+                                          or not all(isinstance(n, str) for n in value)):
+                    fail(key, "a list of moment names or null")
+                out[key] = None if value is None else tuple(value)
             elif key == "bounds":
                 if not isinstance(value, Mapping) or not all(
                         isinstance(v, (list, tuple)) and len(v) == 2 for v in value.values()):
@@ -160,8 +174,9 @@ class CalibrationConfig:
 
 
 class Inputs(NamedTuple):
-    """A configuration's inputs, validated: the targets, the free parameters, the model settings,
-    the fixed parameters and the first-step weighting matrix (6, 6)."""
+    """A configuration's inputs, validated: the targets (``targets.targeted``: the moments the
+    estimation targets), the free parameters, the model settings, the fixed parameters and the
+    first-step weighting matrix (6, 6), 0 in the rows and columns of untargeted moments."""
 
     targets: Targets
     free: FreeParameters
@@ -188,8 +203,65 @@ def validate(config: CalibrationConfig) -> Inputs:
     overlap = sorted(set(config.fixed) & set(free.names))
     if overlap:
         raise ConfigError(f"--set {', '.join(overlap)}: a free parameter cannot also be fixed")
+    targets = restrict_targets(targets, config.moments, free.names)
     base = jaxmodel.baseline().replace(**dict(config.fixed))
-    return Inputs(targets, free, settings, base, _weights(config.weights, targets))
+    return Inputs(targets, free, settings, base, restrict_weights(_weights(config.weights, targets), targets.mask))
+
+
+def moment_subset(text, free: tuple[str, ...]) -> tuple[str, ...]:
+    """The moments named in ``--moments`` (a comma-separated string or a sequence of names; code
+    names or m1..m6, any case), in MODEL.md order; all six for None. Raises ConfigError for an
+    unknown or repeated name, none at all, or fewer moments than free parameters (no rank
+    condition can hold)."""
+    from estimation.msm.targets import ALIASES
+
+    if text is None:
+        return tuple(MOMENT_NAMES)
+    items = [text] if isinstance(text, str) else list(text)
+    given = [n.strip() for item in items for n in str(item).split(",") if n.strip()]
+    names = []
+    for raw in given:
+        name = ALIASES.get(raw.lower(), raw.lower())
+        if name not in MOMENT_NAMES:
+            raise ConfigError(f"--moments: unknown moment {raw!r}; allowed: {', '.join(MOMENT_NAMES)} (or m1..m6)")
+        if name in names:
+            raise ConfigError(f"--moments: {name} is given twice")
+        names.append(name)
+    if not names:
+        raise ConfigError("--moments: no moment named; give at least one of " + ", ".join(MOMENT_NAMES))
+    if len(names) < len(free):
+        raise ConfigError(f"--moments: {len(names)} moment(s) cannot identify {len(free)} free parameters "
+                          f"({', '.join(free)}); free at most as many parameters as moments")
+    return tuple(n for n in MOMENT_NAMES if n in names)
+
+
+def restrict_targets(targets: Targets, moments, free: tuple[str, ...]) -> Targets:
+    """``targets`` restricted to ``moments`` (:func:`moment_subset`; None: the moments ``targets``
+    already targets, which for a file just read are those it gives). Raises ConfigError for a
+    named moment that is not among those, or fewer targeted moments than free parameters."""
+    available = targets.used
+    if moments is None:
+        used = available
+    else:
+        used = moment_subset(moments, free)
+        absent = [n for n in used if n not in available]
+        if absent:
+            raise ConfigError(f"--moments: no target for {', '.join(absent)} in {targets.origin} "
+                              f"(its targeted moments: {', '.join(available)})")
+    if len(used) < len(free):
+        raise ConfigError(f"{targets.origin}: {len(used)} targeted moment(s) ({', '.join(used)}) cannot identify "
+                          f"{len(free)} free parameters ({', '.join(free)}); free at most as many parameters "
+                          "as moments, or target more (--moments)")
+    return targets.restricted(used)
+
+
+def restrict_weights(weights: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """W with 0 in the rows and columns of the moments where ``mask`` is False; W itself (the same
+    array) when every moment is targeted."""
+    mask = np.asarray(mask, dtype=bool)
+    if mask.all():
+        return weights
+    return np.where(mask[:, None] & mask[None, :], weights, 0.0)
 
 
 def input_files(config: CalibrationConfig) -> dict:
@@ -223,9 +295,12 @@ def check_inputs_unchanged(recorded: Mapping, config: CalibrationConfig) -> None
 
 
 def _weights(kind: str, targets: Targets) -> np.ndarray:
-    """The first-step weighting matrix (6, 6); "optimal" starts from diagonal weights."""
+    """The first-step weighting matrix (6, 6) before the restriction to the targeted moments;
+    "optimal" starts from diagonal weights (0 where the file gives no SE)."""
     if kind in ("diagonal", "optimal"):
-        return np.diag(1.0 / targets.se**2)
+        if np.isfinite(targets.se).all():
+            return np.diag(1.0 / targets.se**2)
+        return np.diag(np.where(np.isfinite(targets.se), 1.0 / targets.se**2, 0.0))
     if kind == "identity":
         return np.eye(len(MOMENT_NAMES))
     return load_weight_matrix(kind)

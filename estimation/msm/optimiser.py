@@ -20,6 +20,8 @@ Optimisers (:data:`OPTIMISERS`, ``levelfield calibrate --optimizer NAME``):
   default problem it needs a third of L-BFGS's evaluations (README, Performance).
 - ``lbfgs``: ``optax.lbfgs`` with its zoom line search on the unconstrained scale u
   (``parameters.theta_of_u``), driven by reverse-mode gradients of Q(theta(u)).
+- ``adam``: ``optax.adam`` on u, the first-order baseline (``benchmarks/bench_optimisers.py``):
+  one evaluation of Q and its gradient per iteration, the best point so far kept.
 
 Any optax ``GradientTransformation`` that wants the gradient of Q in u plugs in the same way
 (:class:`GradientMethod`).
@@ -316,10 +318,14 @@ class GradientMethod(Method):
 
     With ``linesearch`` the transformation ends in a line search that takes ``value``, ``grad``
     and ``value_fn`` (optax's zoom line search) and leaves the value and gradient at the new point
-    in its state (``optax.tree_utils.tree_get(state, "value")``); otherwise each iteration
-    evaluates Q and its gradient at the current point first. A step that does not decrease Q ends
-    the start (NO_DESCENT); the rules GRADIENT (on max |dQ/du|) and CRITERION_CHANGE are as for
-    ``lm``.
+    in its state (``optax.tree_utils.tree_get(state, "value")``); a step that does not decrease Q
+    ends the start (NO_DESCENT). Without one (a first-order method such as adam, whose iterates
+    need not decrease Q) the start's first step is taken from the loop's first evaluation, and
+    each iteration evaluates Q and its gradient at the trial point (one evaluation), keeps it in
+    the lane if it is the best so far, and steps from it; a trial point that is not finite ends
+    the start (NO_DESCENT), and a new best that lowers Q by at most ftol (1 + Q) counts as a
+    stall (an evaluation that is no new best leaves the count). The rules GRADIENT (on
+    max |dQ/du| at the trial point) and CRITERION_CHANGE are as for ``lm``.
 
     Attributes:
         make: the optax transformation's factory (no arguments).
@@ -340,37 +346,39 @@ class GradientMethod(Method):
         g = lane.moments - lane.targets
         dtheta_du = jax.jvp(lambda u: theta_of_u(u, problem.free), (u0,), (jnp.ones_like(u0),))[1]
         grad = 2.0 * dtheta_du * (lane.jacobian.T @ problem.weights @ g)
-        if self.linesearch:
-            opt_state = optax.tree_utils.tree_set(opt_state, value=lane.value, grad=grad)
         finite = jnp.isfinite(lane.value) & jnp.all(jnp.isfinite(grad))
         status = jnp.where(~finite, Status.NON_FINITE.code,
                            jnp.where(jnp.max(jnp.abs(grad)) <= tol.gtol, Status.GRADIENT.code, RUNNING))
-        return u0, opt_state, lane._replace(point=u0, status=status.astype(jnp.int32))
+        params = u0
+        if self.linesearch:
+            opt_state = optax.tree_utils.tree_set(opt_state, value=lane.value, grad=grad)
+        else:
+            updates, opt_state = tx.update(jnp.where(finite, grad, 0.0), opt_state, u0)
+            params = jnp.where(status == RUNNING, optax.apply_updates(u0, updates), u0)
+        return params, opt_state, lane._replace(point=u0, status=status.astype(jnp.int32))
 
     def advance(self, params, opt_state, lane: Lane, problem: Problem, C, tol: Tolerances):
         del C
+        if self.linesearch:
+            return self._advance_by_linesearch(params, opt_state, lane, problem, tol)
+        return self._advance_first_order(params, opt_state, lane, problem, tol)
+
+    def _advance_by_linesearch(self, params, opt_state, lane: Lane, problem: Problem, tol: Tolerances):
+        """One iteration that ends in the line search: the new point decreases Q or ends the start."""
         tx = self.make()
 
         def value_fn(u, start, targets):
             return criterion_in_u(u, start, targets, problem)
 
-        evaluations = lane.evaluations
-        if self.linesearch:
-            value = optax.tree_utils.tree_get(opt_state, "value")
-            grad = optax.tree_utils.tree_get(opt_state, "grad")
-        else:
-            value, grad = jax.value_and_grad(value_fn)(params, lane.aggregates, lane.targets)
-            evaluations = evaluations + 1
+        value = optax.tree_utils.tree_get(opt_state, "value")
+        grad = optax.tree_utils.tree_get(opt_state, "grad")
         updates, opt_state = tx.update(grad, opt_state, params, value=value, grad=grad, value_fn=value_fn,
                                        start=lane.aggregates, targets=lane.targets)
         new = optax.apply_updates(params, updates)
-        if self.linesearch:
-            new_value = optax.tree_utils.tree_get(opt_state, "value")
-            new_grad = optax.tree_utils.tree_get(opt_state, "grad")
-            steps = optax.tree_utils.tree_get(opt_state, "info").num_linesearch_steps
-            evaluations = evaluations + jnp.maximum(steps, 1).astype(jnp.int32)
-        else:
-            new_value, new_grad = value_fn(new, lane.aggregates, lane.targets), grad
+        new_value = optax.tree_utils.tree_get(opt_state, "value")
+        new_grad = optax.tree_utils.tree_get(opt_state, "grad")
+        steps = optax.tree_utils.tree_get(opt_state, "info").num_linesearch_steps
+        evaluations = lane.evaluations + jnp.maximum(steps, 1).astype(jnp.int32)
         ok = jnp.isfinite(new_value) & (new_value < lane.value) & jnp.all(jnp.isfinite(new))
         small = lane.value - new_value <= tol.ftol * (1.0 + jnp.abs(lane.value))
         stalls = jnp.where(ok & small, lane.stalls + 1, jnp.where(ok, 0, lane.stalls)).astype(jnp.int32)
@@ -382,6 +390,25 @@ class GradientMethod(Method):
                              value=jnp.where(ok, new_value, lane.value), status=status.astype(jnp.int32),
                              evaluations=evaluations, stalls=stalls, accepted=ok)
         return point, opt_state, lane
+
+    def _advance_first_order(self, params, opt_state, lane: Lane, problem: Problem, tol: Tolerances):
+        """One evaluation at the trial point ``params``, kept if it is the best so far, and the
+        transformation's step from it (the next trial point)."""
+        tx = self.make()
+        value, grad = jax.value_and_grad(criterion_in_u)(params, lane.aggregates, lane.targets, problem)
+        finite = jnp.isfinite(value) & jnp.all(jnp.isfinite(grad))
+        best = finite & (value < lane.value)
+        small = lane.value - value <= tol.ftol * (1.0 + jnp.abs(lane.value))
+        stalls = jnp.where(best & small, lane.stalls + 1, jnp.where(best, 0, lane.stalls)).astype(jnp.int32)
+        updates, opt_state = tx.update(jnp.where(finite, grad, 0.0), opt_state, params)
+        status = jnp.select(
+            [~finite, jnp.max(jnp.abs(grad)) <= tol.gtol, stalls >= tol.patience],
+            [Status.NO_DESCENT.code, Status.GRADIENT.code, Status.CRITERION_CHANGE.code], RUNNING)
+        lane = lane._replace(point=jnp.where(best, params, lane.point),
+                             theta=jnp.where(best, theta_of_u(params, problem.free), lane.theta),
+                             value=jnp.where(best, value, lane.value), status=status.astype(jnp.int32),
+                             evaluations=lane.evaluations + 1, stalls=stalls, accepted=best)
+        return optax.apply_updates(params, updates), opt_state, lane
 
 
 #: lbfgs's settings: optax's defaults (memory 10, zoom line search of at most 20 steps from a
@@ -395,11 +422,22 @@ def _lbfgs():
         max_linesearch_steps=options["max_linesearch_steps"], initial_guess_strategy=options["initial_guess_strategy"]))
 
 
+#: adam's settings: optax's defaults but the learning rate, a step of 0.02 in u per coordinate
+#: (the unconstrained scale, where a two-sided box spans u in [0, pi/2]).
+ADAM_OPTIONS = (("learning_rate", 0.02), ("b1", 0.9), ("b2", 0.999), ("eps", 1e-8))
+
+
+def _adam():
+    return optax.adam(**dict(ADAM_OPTIONS))
+
+
 #: The optimisers of ``levelfield calibrate --optimizer``.
 OPTIMISERS: dict[str, Method] = {
     "lm": LevenbergMarquardt(),
     "lbfgs": GradientMethod(name="lbfgs", method="optax.lbfgs (zoom line search)", scale="u", make=_lbfgs,
                             options=LBFGS_OPTIONS, linesearch=True),
+    "adam": GradientMethod(name="adam", method="optax.adam", scale="u", make=_adam, options=ADAM_OPTIONS,
+                           linesearch=False),
 }
 DEFAULT_OPTIMIZER = "lm"
 
@@ -483,8 +521,18 @@ def _first_lane(theta, start, targets, problem: Problem, evaluated: bool) -> Lan
 
 
 def _weights_factor(problem: Problem) -> jax.Array:
-    """C with W = C C' (lower Cholesky factor): residuals r = C' g have |r|^2 = g' W g."""
-    return jnp.linalg.cholesky(problem.weights)
+    """C with W = C C' (lower Cholesky factor): residuals r = C' g have |r|^2 = g' W g.
+
+    W may have zero rows and columns (untargeted moments, ``--moments``), where a plain Cholesky
+    factor is NaN: C is then the factor of W with 1 on the diagonal entries of those moments, with
+    their columns set to 0 (their rows are 0 already, W being block diagonal in them), so that
+    C C' = W (exactly 0 in those rows and columns) and r is 0 for them. A W without zero rows
+    passes through untouched: C is ``jnp.linalg.cholesky(W)`` bit for bit."""
+    W = problem.weights
+    untargeted = jnp.all(W == 0, axis=1)
+    eye = jnp.eye(W.shape[0], dtype=bool)
+    C = jnp.linalg.cholesky(jnp.where(eye & untargeted[:, None], jnp.ones_like(W), W))
+    return jnp.where(untargeted[None, :], jnp.zeros_like(C), C)
 
 
 @functools.partial(jax.jit, static_argnames="how")
@@ -694,7 +742,7 @@ def _serializable(*types) -> None:
 
 
 _serializable(Lane, LoopState, lm.ScaleByBoundedLMState, optax.EmptyState, optax.ScaleByLBFGSState,
-              optax.ScaleByZoomLinesearchState, optax.ZoomLinesearchInfo)
+              optax.ScaleByZoomLinesearchState, optax.ZoomLinesearchInfo, optax.ScaleByAdamState)
 
 
 def finish_starts(state: LoopState, starts: np.ndarray, free: FreeParameters, problem: Problem,

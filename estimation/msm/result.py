@@ -114,7 +114,8 @@ class FlipCheck(_Plain):
 class SecondStep(_Plain):
     """The two-step re-estimation with optimal weights W2 = (Sigma_targets + Omega_sim1)^-1, with
     Omega_sim1 (6 x 6, ``omega_sim_first_step``) the simulation noise at the first-step estimate:
-    W2 is recomputed from the folder as inv(diag(se^2) + omega_sim_first_step.csv)."""
+    W2 is recomputed from the folder as inv(diag(se^2) + omega_sim_first_step.csv), the inverse
+    taken over the targeted moments (0 in the rows and columns of the others)."""
 
     first_step_theta: list
     status: str
@@ -238,6 +239,8 @@ class Result:
 
     @property
     def errors(self) -> np.ndarray:
+        """(6,) model - target (NaN where the targets file gives no target; for an untargeted
+        moment with a target, its distance to it, which the estimate did not weigh)."""
         return self.model_moments - self.targets.values
 
     @property
@@ -256,12 +259,15 @@ class Result:
         ]
 
     def moments_table(self) -> list[dict]:
+        """The rows of moments.csv: each moment's target, SE, model value, error, error in SEs,
+        simulation SD, source and whether the estimation targeted it."""
         sim_sd = np.sqrt(np.diag(self.omega_sim))
         return [
             {"moment": n, "symbol": f"m{i + 1}", "target": float(self.targets.values[i]),
              "se": float(self.targets.se[i]), "model": float(self.model_moments[i]),
              "error": float(self.errors[i]), "error_in_se": float(self.errors[i] / self.targets.se[i]),
-             "simulation_sd": float(sim_sd[i]), "source": self.targets.sources[i]}
+             "simulation_sd": float(sim_sd[i]), "source": self.targets.sources[i],
+             "targeted": bool(self.targets.targeted[i])}
             for i, n in enumerate(MOMENT_NAMES)
         ]
 
@@ -271,6 +277,7 @@ class Result:
             "levelfield_report": 1,
             "config": self.config.to_dict(),
             "targets": self.targets.to_records(),
+            "targeted_moments": list(self.targets.used),
             "free_parameters": names,
             "estimates": self.estimates_table(),
             "moments": self.moments_table(),

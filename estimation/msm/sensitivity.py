@@ -56,6 +56,7 @@ def delta_gini_decomposition(
     target_se: np.ndarray,
     param_names: list[str],
     param_se: np.ndarray,
+    targeted: np.ndarray | None = None,
 ) -> dict:
     """First-order decomposition of the model-implied Delta Gini.
 
@@ -65,21 +66,26 @@ def delta_gini_decomposition(
         sensitivity: (k, 6) Lambda = -(G'WG)^{-1} G'W.
         target_se: (6,) standard errors of the targets.
         param_names: k names; param_se: (k,) standard errors of the estimates.
+        targeted: (6,) bool, the targeted moments (default all). An untargeted moment has weight 0,
+            so it does not move the estimate: its effect and share are 0 and it never flips the
+            sign (se_to_flip_sign inf), whatever its SE (NaN where the targets file gives none).
 
     Returns:
         A dict: delta_gini, regime, gradient (per parameter, with the effect of a one-SE move),
         targets (per moment: d DeltaGini / d target, the effect of a one-SE move of the target,
-        its share of the total, and the SEs it would have to move to flip the sign).
+        its share of the total, the SEs it would have to move to flip the sign, and whether it is
+        targeted).
     """
     delta = float(model_moments[GINI])
     grad = jac[GINI]
+    mask = np.ones(len(MOMENT_NAMES), bool) if targeted is None else np.asarray(targeted, bool)
     by_target = grad @ (-sensitivity)  # (6,)
-    per_se = by_target * target_se
+    per_se = by_target * target_se if mask.all() else np.where(mask, by_target * target_se, 0.0)
     total = float(np.sum(np.abs(per_se))) or 1.0
     targets = []
     for i, name in enumerate(MOMENT_NAMES):
         s = float(by_target[i])
-        flip = -delta / (s * target_se[i]) if abs(s) > 1e-12 else math.inf
+        flip = -delta / (s * target_se[i]) if mask[i] and abs(s) > 1e-12 else math.inf
         targets.append({
             "moment": name,
             "d_delta_gini_d_target": s,
@@ -87,6 +93,7 @@ def delta_gini_decomposition(
             "share_of_total_effect": float(abs(per_se[i]) / total),
             "se_to_flip_sign": float(flip),
             "shift_to_flip_sign": float(flip * target_se[i]) if math.isfinite(flip) else math.inf,
+            "targeted": bool(mask[i]),
         })
     params = [
         {"parameter": n, "d_delta_gini_d_parameter": float(grad[j]),
@@ -102,6 +109,7 @@ def delta_gini_decomposition(
 
 
 def closest_flips(decomposition: dict, count: int = 2) -> list[dict]:
-    """The ``count`` targets whose smallest move (in SEs) flips the sign at first order."""
-    finite = [t for t in decomposition["targets"] if math.isfinite(t["se_to_flip_sign"])]
+    """The ``count`` targeted moments whose smallest move (in SEs) flips the sign at first order."""
+    finite = [t for t in decomposition["targets"]
+              if t.get("targeted", True) and math.isfinite(t["se_to_flip_sign"])]
     return sorted(finite, key=lambda t: abs(t["se_to_flip_sign"]))[:count]

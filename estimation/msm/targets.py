@@ -3,7 +3,9 @@
 The shipped default (``data/targets_default.csv``) is the scenario of MODEL.md section 7. Users
 pass their own as CSV (columns ``moment, value, se`` and optionally ``source``) or TOML (an array
 of tables ``[[target]]`` with the same keys). Moments are named by their MODEL.md code names or
-by m1..m6. Every problem is reported before any computation, naming the row and the rule broken.
+by m1..m6. A file may give any non-empty subset of the six: the moments it leaves out are not
+targeted (their value and SE are NaN, their weight 0; they are still simulated and reported).
+Every problem is reported before any computation, naming the row and the rule broken.
 """
 
 from __future__ import annotations
@@ -32,30 +34,60 @@ class Targets:
     """Target values of the six moments in MODEL.md order.
 
     Attributes:
-        values: (6,) empirical moments m_data.
-        se: (6,) their standard errors (> 0).
-        sources: six strings saying where each number comes from.
+        values: (6,) empirical moments m_data (NaN for a moment the file does not give).
+        se: (6,) their standard errors (> 0; NaN for a moment the file does not give).
+        sources: six strings saying where each number comes from ("" where none).
         origin: the file they were read from ("default" for the shipped scenario).
+        targeted: six booleans, the moments the estimation targets (weight 0 on the others): by
+            default those the file gives; :meth:`restricted` narrows them (``--moments``).
     """
 
     values: np.ndarray
     se: np.ndarray
     sources: tuple[str, ...]
     origin: str
+    targeted: tuple[bool, ...] = (True,) * len(MOMENT_NAMES)
 
     @property
     def names(self) -> tuple[str, ...]:
         return MOMENT_NAMES
 
     @property
+    def mask(self) -> np.ndarray:
+        """(6,) bool: True for a targeted moment."""
+        return np.array(self.targeted, dtype=bool)
+
+    @property
+    def used(self) -> tuple[str, ...]:
+        """The targeted moments' names, in MODEL.md order."""
+        return tuple(n for n, t in zip(MOMENT_NAMES, self.targeted) if t)
+
+    @property
+    def given(self) -> tuple[str, ...]:
+        """The moments the file gives a value for, in MODEL.md order."""
+        return tuple(n for n, v in zip(MOMENT_NAMES, self.values) if np.isfinite(v))
+
+    @property
+    def fit_values(self) -> np.ndarray:
+        """(6,) m_data as the estimation uses it: the targets' values, 0 for an untargeted moment
+        (whose weight is 0, so that its value, if any, never enters the estimate)."""
+        return np.where(self.mask, self.values, 0.0)
+
+    @property
     def covariance(self) -> np.ndarray:
-        """Omega = diag(se^2): (6, 6)."""
-        return np.diag(self.se**2)
+        """Omega = diag(se^2): (6, 6), with 0 for a moment the file does not give."""
+        return np.diag(np.where(np.isfinite(self.se), self.se, 0.0) ** 2)
+
+    def restricted(self, names) -> Targets:
+        """A copy that targets only ``names`` (each must be given by the file; the caller checks)."""
+        chosen = set(names)
+        return dataclasses.replace(self, targeted=tuple(n in chosen for n in MOMENT_NAMES))
 
     def to_records(self) -> list[dict]:
+        """One record per moment: moment, value, se (NaN where the file gives none), source, targeted."""
         return [
-            {"moment": n, "value": float(v), "se": float(s), "source": src}
-            for n, v, s, src in zip(MOMENT_NAMES, self.values, self.se, self.sources)
+            {"moment": n, "value": float(v), "se": float(s), "source": src, "targeted": bool(t)}
+            for n, v, s, src, t in zip(MOMENT_NAMES, self.values, self.se, self.sources, self.targeted)
         ]
 
     def shifted(self, moment: str, delta: float) -> Targets:
@@ -84,7 +116,8 @@ def _number(text, where: str, column: str) -> float:
 
 
 def _from_rows(rows: list[dict], origin: str) -> Targets:
-    """Validate rows of {moment, value, se[, source]} and order them as MODEL.md."""
+    """Validate rows of {moment, value, se[, source]} and order them as MODEL.md; the moments the
+    rows leave out are not targeted (value and SE NaN)."""
     if not rows:
         raise TargetsError(f"{origin}: no targets found; expected one row per moment ({', '.join(MOMENT_NAMES)})")
     found: dict[str, tuple[float, float, str]] = {}
@@ -103,14 +136,13 @@ def _from_rows(rows: list[dict], origin: str) -> Targets:
         if se <= 0:
             raise TargetsError(f"{where}: se={se:g} for {name} must be > 0 (a standard error)")
         found[name] = (value, se, str(row.get("source") or "").strip())
-    missing = [n for n in MOMENT_NAMES if n not in found]
-    if missing:
-        raise TargetsError(f"{origin}: missing target(s) for {', '.join(missing)}; all six moments are required")
+    absent = (math.nan, math.nan, "")
     return Targets(
-        values=np.array([found[n][0] for n in MOMENT_NAMES]),
-        se=np.array([found[n][1] for n in MOMENT_NAMES]),
-        sources=tuple(found[n][2] for n in MOMENT_NAMES),
+        values=np.array([found.get(n, absent)[0] for n in MOMENT_NAMES]),
+        se=np.array([found.get(n, absent)[1] for n in MOMENT_NAMES]),
+        sources=tuple(found.get(n, absent)[2] for n in MOMENT_NAMES),
         origin=origin,
+        targeted=tuple(n in found for n in MOMENT_NAMES),
     )
 
 

@@ -1,7 +1,9 @@
 """The files of a calibration's results folder (every one written atomically).
 
 - ``estimates.csv``: parameter, estimate, se, ci_lower, ci_upper, bounds, at_bound, start.
-- ``moments.csv``: target, its se, the model's value, the error in target SEs, simulation sd, source.
+- ``moments.csv``: target, its se, the model's value, the error in target SEs, simulation sd, source,
+  and ``targeted`` (False for a moment the estimation gave weight 0: ``--moments``, or no row in the
+  targets file; its target and se are empty where the file gives none).
 - ``jacobian.csv``: G (moments x free parameters); ``weights.csv``: W; ``moments_cov.csv``:
   Omega + Omega_sim; ``cov.csv``: covariance of the estimates; ``sensitivity.csv``: Lambda
   (parameters x moments); ``delta_gini.csv``: the Delta Gini decomposition by target;

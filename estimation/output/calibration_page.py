@@ -44,7 +44,8 @@ def _summary(view: Calibration) -> dict:
         ("starts", fmt_int(config.get("n_starts"))),
         ("seed", config.get("seed", DASH)),
         ("targets", config.get("targets") or "shipped (MODEL.md section 7)"),
-    ], columns=["item", "value"])
+    ] + ([("not targeted (weight 0)", ", ".join(view.untargeted))] if view.untargeted else []),
+        columns=["item", "value"])
     return {"summary": table(frame, "summary", text=("item", "value"))}
 
 
@@ -65,8 +66,14 @@ def _fit(view: Calibration) -> dict:
     # A target without a source shows a dash, as any missing cell.
     frame["source"] = frame["source"].map(lambda s: s or None)
     frame = frame.rename(columns={"error_in_se": "error / se", "simulation_sd": "simulation sd"})
-    frame = frame[["symbol", "moment", "target", "se", "model", "error", "error / se", "simulation sd", "source"]]
-    return {"fit": table(frame, "fit", formats={"error / se": fmt_fixed(2)}, text=("symbol", "moment"),
+    columns = ["symbol", "moment", "target", "se", "model", "error", "error / se", "simulation sd", "source"]
+    text = ("symbol", "moment")
+    if view.untargeted:  # the estimation gave these weight 0 (--moments, or no row in the targets file)
+        frame["targeted"] = frame["targeted"].map(lambda t: "yes" if t else "not targeted")
+        columns.insert(2, "targeted")
+        text += ("targeted",)
+    frame = frame[columns]
+    return {"fit": table(frame, "fit", formats={"error / se": fmt_fixed(2)}, text=text,
                          small=("source",), style=flag_beyond_two("error / se"))}
 
 
@@ -102,7 +109,8 @@ def _sensitivity(view: Calibration) -> dict:
         return {}
     symbols = view.symbols
     scaled = sens.scaled_frame()
-    scaled.columns = [symbols.get(c) or c for c in scaled.columns]
+    scaled.columns = [(symbols.get(c) or c) + (" (not targeted)" if c in sens.untargeted else "")
+                      for c in scaled.columns]
     scaled.insert(0, "parameter", scaled.index)
     numeric = [c for c in scaled.columns if c != "parameter"]
     raw = pd.DataFrame(sens.raw, columns=list(sens.moments))
@@ -119,8 +127,14 @@ def _delta_gini(view: Calibration) -> dict:
             "d_delta_gini_d_target": "dDeltaGini/dtarget", "effect_of_one_se": "effect of +1 se",
             "share_of_total_effect": "share", "se_to_flip_sign": "se to flip sign",
             "shift_to_flip_sign": "shift to flip sign"})
+        text = ("moment",)
+        if frame["targeted"].all():
+            frame = frame.drop(columns="targeted")
+        else:
+            frame["targeted"] = frame["targeted"].map(lambda t: "yes" if t else "not targeted")
+            text += ("targeted",)
         out["delta_gini"] = table(frame, "delta_gini", formats={"share": fmt_share, "se to flip sign": fmt_fixed(2)},
-                                  text=("moment",), caption="By target: what moves Delta Gini (first order)")
+                                  text=text, caption="By target: what moves Delta Gini (first order)")
     u = view.regime_uncertainty
     if u is not None:
         frame = pd.DataFrame([{"Delta Gini": u.delta_gini, "se (delta method)": u.se,
@@ -187,7 +201,9 @@ _TABLES = (_summary, _estimates, _fit, _j_test, _identification, _sensitivity, _
 def subtitle(view: Calibration) -> str:
     """The page's subtitle: the numbers of parameters and targets, and the regime at the estimate."""
     regime = (view.decomposition.regime if view.decomposition else "") or view.regime
-    text = f"{len(view.estimates)} free parameters, {len(view.moments)} targets"
+    text = f"{len(view.estimates)} free parameters, {len(view.moments) - len(view.untargeted)} targets"
+    if view.untargeted:
+        text += f" ({', '.join(view.untargeted)} not targeted)"
     return text + (f"; {regime} regime at the estimate" if regime else "")
 
 

@@ -53,7 +53,7 @@ def fit_figure(view: Calibration) -> bytes:
         ax.plot([0], [m.model], "D", color="tab:red", label="model at estimate")
         ax.axhline(0.0, color="grey", lw=0.6)
         ax.set_xticks([])
-        ax.set_title(f"m{i + 1}\n{m.moment}", fontsize=8)
+        ax.set_title(f"m{i + 1}\n{m.moment}" + ("" if m.targeted else "\n(not targeted)"), fontsize=8)
         ax.tick_params(labelsize=7)
     axes[0].legend(fontsize=7, loc="best")
     fig.suptitle(f"Fit of the targets (criterion {view.criterion:.3f}; regime: {view.regime})", fontsize=10)

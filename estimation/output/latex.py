@@ -198,7 +198,7 @@ def moments_latex(view: Calibration) -> str:
     """The text of ``moments.tex`` (see :func:`write_latex_tables`)."""
     mom = view.moments
     frame = pd.DataFrame({
-        "Moment": [m.moment for m in mom],
+        "Moment": [m.moment + ("" if m.targeted else " (not targeted)") for m in mom],
         "Target": [tex_number(m.target) for m in mom],
         "SE": [tex_number(m.se) for m in mom],
         "Model": [tex_number(m.model) for m in mom],

@@ -127,11 +127,13 @@ def _estimates_table(view: Calibration) -> None:
 
 
 def _fit_table(view: Calibration) -> None:
-    table = Table(title=f"Fit of the targets (criterion g'Wg = {view.criterion:.4f})")
+    over = f" over the {len(view.moments) - len(view.untargeted)} targeted moments" if view.untargeted else ""
+    table = Table(title=f"Fit of the targets (criterion g'Wg{over} = {view.criterion:.4f})")
     for col in ("", "moment", "target", "se", "model", "error / se"):
         table.add_column(col, justify="left" if col in ("", "moment") else "right")
     for m in view.moments:
-        table.add_row(m.symbol, m.moment, _fmt(m.target), _fmt(m.se), _fmt(m.model), f"{m.error_in_se:+.2f}")
+        error = f"{m.error_in_se:+.2f}" if m.targeted else "[yellow]not targeted[/]"
+        table.add_row(m.symbol, m.moment, _fmt(m.target), _fmt(m.se), _fmt(m.model), error)
     console.print(table)
 
 
@@ -170,10 +172,11 @@ def _sensitivity_table(view: Calibration) -> None:
     sens = view.sensitivity
     table = Table(title="Sensitivity Lambda = -(G'WG)^-1 G'W, in parameter SEs per target SE")
     table.add_column("parameter")
-    for i in range(len(sens.moments)):
-        table.add_column(f"m{i + 1}", justify="right")
+    for i, moment in enumerate(sens.moments):
+        table.add_column(f"m{i + 1}" + (" (not targeted)" if moment in sens.untargeted else ""), justify="right")
+    off = [m in sens.untargeted for m in sens.moments]
     for name, row in zip(sens.parameters, sens.scaled):
-        table.add_row(name, *[f"{v:+.2f}" for v in row])
+        table.add_row(name, *["-" if o else f"{v:+.2f}" for v, o in zip(row, off)])
     console.print(table)
 
 
@@ -186,6 +189,7 @@ def _delta_gini_tables(view: Calibration) -> None:
         gini.add_column(col, justify="left" if col == "target" else "right")
     for t in dec.targets:
         flip = "never (first order)" if not math.isfinite(t.se_to_flip_sign) else f"{t.se_to_flip_sign:+.2f}"
+        flip = flip if t.targeted else "not targeted"
         gini.add_row(t.moment, f"{t.effect_of_one_se:+.5f}", f"{100 * t.share_of_total_effect:.0f}%", flip)
     console.print(gini)
     if view.regime_uncertainty is not None:

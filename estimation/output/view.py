@@ -46,6 +46,16 @@ def _text(value) -> str:
     return str(value)
 
 
+def _flag(value, default: bool = True) -> bool:
+    """A boolean cell (True/False from a CSV or JSON, or their text); ``default`` where missing
+    (files written before the column existed)."""
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value == "":
+        return default
+    if isinstance(value, str):
+        return value.strip().lower() in ("true", "1", "yes")
+    return bool(value)
+
+
 # --- a calibration -------------------------------------------------------------------------------
 
 
@@ -108,13 +118,14 @@ class Moment:
     error_in_se: float
     simulation_sd: float
     source: str
+    targeted: bool = True  # False: weight 0 in the estimation (--moments, or no row in the targets file)
 
     @classmethod
     def from_record(cls, row: dict) -> Moment:
         return cls(moment=str(row["moment"]), symbol=_text(row.get("symbol")), target=as_float(row.get("target")),
                    se=as_float(row.get("se")), model=as_float(row.get("model")), error=as_float(row.get("error")),
                    error_in_se=as_float(row.get("error_in_se")), simulation_sd=as_float(row.get("simulation_sd")),
-                   source=_text(row.get("source")))
+                   source=_text(row.get("source")), targeted=_flag(row.get("targeted")))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -179,6 +190,8 @@ class Sensitivity:
     moments: tuple[str, ...]
     raw: np.ndarray  # (k, m) parameter units per target unit
     scaled: np.ndarray  # (k, m) Lambda_pm se_m / se_p: parameter SEs per target SE, NaN without an SE
+    # and in the columns of untargeted moments (weight 0: Lambda is 0 there)
+    untargeted: tuple[str, ...] = ()
 
     def scaled_frame(self) -> pd.DataFrame:
         """``scaled`` with the parameters as index and the moments as columns."""
@@ -195,6 +208,7 @@ class TargetEffect:
     share_of_total_effect: float
     se_to_flip_sign: float  # inf when the target cannot flip the sign (first order)
     shift_to_flip_sign: float
+    targeted: bool = True  # False: the moment has weight 0 and moves nothing
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,6 +349,11 @@ class Calibration:
     regime_uncertainty: RegimeUncertainty | None = None  # None in a report written before it was computed
 
     @property
+    def untargeted(self) -> tuple[str, ...]:
+        """The moments the estimation did not target (weight 0; still simulated and reported)."""
+        return tuple(m.moment for m in self.moments if not m.targeted)
+
+    @property
     def symbols(self) -> dict[str, str]:
         """moment name -> its symbol (m1 ... m6), for the moments that have one."""
         return {m.moment: m.symbol for m in self.moments if m.symbol}
@@ -372,7 +391,7 @@ def _decomposition(dec: dict | None) -> Decomposition | None:
         return None
     targets = tuple(TargetEffect(moment=str(t["moment"]), **{f: as_float(t.get(f)) for f in (
         "d_delta_gini_d_target", "effect_of_one_se", "share_of_total_effect", "se_to_flip_sign",
-        "shift_to_flip_sign")}) for t in dec.get("targets") or [])
+        "shift_to_flip_sign")}, targeted=_flag(t.get("targeted"))) for t in dec.get("targets") or [])
     params = tuple(ParameterEffect(parameter=str(p["parameter"]),
                                    d_delta_gini_d_parameter=as_float(p.get("d_delta_gini_d_parameter")),
                                    effect_of_one_se=as_float(p.get("effect_of_one_se")))
@@ -410,13 +429,18 @@ def _convergence(conv: dict, fp: dict) -> Convergence:
 
 
 def _sensitivity(parameters, moments, raw, estimates, moment_rows) -> Sensitivity:
-    """Lambda with its scaled form, the SEs looked up by name (NaN for a name without one)."""
+    """Lambda with its scaled form, the SEs looked up by name (NaN for a name without one, and in
+    the columns of the untargeted moments)."""
     param_se = {e.parameter: e.se for e in estimates}
     target_se = {m.moment: m.se for m in moment_rows}
+    untargeted = tuple(m.moment for m in moment_rows if not m.targeted)
     raw = np.asarray(raw, dtype=float).reshape(len(parameters), len(moments))
     scaled = scaled_sensitivity(raw, np.array([target_se.get(m, math.nan) for m in moments], dtype=float),
                                 np.array([param_se.get(p, math.nan) for p in parameters], dtype=float))
-    return Sensitivity(parameters=tuple(parameters), moments=tuple(moments), raw=raw, scaled=scaled)
+    if untargeted:
+        scaled[:, [m in untargeted for m in moments]] = np.nan
+    return Sensitivity(parameters=tuple(parameters), moments=tuple(moments), raw=raw, scaled=scaled,
+                       untargeted=untargeted)
 
 
 def calibration_from_report(report: dict, estimates: list[dict] | None = None, moments: list[dict] | None = None,

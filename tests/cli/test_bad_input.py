@@ -39,7 +39,9 @@ def _bad_files(tmp: Path) -> None:
     (t / "negative_se.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "0.25,-0.05"))
     (t / "zero_se.csv").write_text(GOOD_TARGETS.replace("0.25,0.05", "0.25,0"))
     (t / "duplicated.csv").write_text(GOOD_TARGETS + "gini_change,0.002,0.004,again\n")
-    (t / "missing.csv").write_text(GOOD_TARGETS.replace("gini_change,0.001,0.004,f\n", ""))
+    # Four rows: a valid file (issue 22 item 7) that targets four moments, too few for five free parameters.
+    (t / "missing.csv").write_text(GOOD_TARGETS.replace("gini_change,0.001,0.004,f\n", "")
+                                   .replace("between_firm_share_change,0.01,0.01,e\n", ""))
     (t / "unknown.csv").write_text(GOOD_TARGETS.replace("gini_change", "gini"))
     (t / "empty.csv").write_text("")
     (t / "latin1.csv").write_bytes(GOOD_TARGETS.replace(",a\n", ",caf\xe9\n").encode("latin-1"))
@@ -142,7 +144,15 @@ CASES = [
     ("targets-negative-se", [*CAL, "--targets", "{tmp}/targets/negative_se.csv"], "must be > 0"),
     ("targets-zero-se", [*CAL, "--targets", "{tmp}/targets/zero_se.csv"], "must be > 0"),
     ("targets-duplicated", [*CAL, "--targets", "{tmp}/targets/duplicated.csv"], "appears twice"),
-    ("targets-missing-moment", [*CAL, "--targets", "{tmp}/targets/missing.csv"], "missing target(s) for gini_change"),
+    ("targets-fewer-moments-than-free", [*CAL, "--targets", "{tmp}/targets/missing.csv"],
+     "4 targeted moment(s) (cv_change, productivity_gain, college_premium_change, credential_reliance_change) "
+     "cannot identify 5 free parameters"),
+    ("moments-fewer-than-free", [*CAL, "--moments", "m1,m2,m3", "--free", "alpha,sigma,eta1,xi"],
+     "--moments: 3 moment(s) cannot identify 4 free parameters"),
+    ("moments-unknown", [*CAL, "--moments", "m1,m9"], "--moments: unknown moment 'm9'"),
+    ("moments-twice", [*CAL, "--moments", "m1,cv_change"], "--moments: cv_change is given twice"),
+    ("moments-without-target", [*CAL, "--targets", "{tmp}/targets/missing.csv", "--free", "alpha,xi",
+                                "--moments", "m1,m6"], "--moments: no target for gini_change"),
     ("targets-unknown-moment", [*CAL, "--targets", "{tmp}/targets/unknown.csv"], "unknown moment 'gini'"),
     ("targets-empty", [*CAL, "--targets", "{tmp}/targets/empty.csv"], "empty file"),
     ("targets-latin1", [*CAL, "--targets", "{tmp}/targets/latin1.csv"], "not UTF-8"),
@@ -296,6 +306,8 @@ BEFORE_WORK = [
     ("bound-outside-domain", [*CAL, "--bound", "xi=-1:0.5"]),
     ("targets-non-numeric", [*CAL, "--targets", "{tmp}/targets/text.csv"]),
     ("targets-broken-toml", [*CAL, "--targets", "{tmp}/targets/broken.toml"]),
+    ("targets-fewer-moments-than-free", [*CAL, "--targets", "{tmp}/targets/missing.csv"]),
+    ("moments-fewer-than-free", [*CAL, "--moments", "m1,m2,m3", "--free", "alpha,sigma,eta1,xi"]),
     ("weights-asymmetric", [*CAL, "--weights", "{tmp}/weights/asymmetric.csv"]),
     ("out-exists", [*CAL, "--out", "{tmp}/exists"]),
     ("optimizer-unknown", [*CAL, "--optimizer", "newton"]),

@@ -103,13 +103,16 @@ def _expected(rows_: list) -> dict | None:
         if not (math.isfinite(v) and math.isfinite(s) and s > 0):
             return None
         found[key] = (v, s, source.strip())
-    return found if set(found) == set(MOMENT_NAMES) else None
+    # Any non-empty subset of the moments is valid (issue 22 item 7): the others are not targeted.
+    return found or None
 
 
 def _assert_targets(got, expected: dict) -> None:
-    np.testing.assert_array_equal(got.values, [expected[n][0] for n in MOMENT_NAMES])
-    np.testing.assert_array_equal(got.se, [expected[n][1] for n in MOMENT_NAMES])
-    assert got.sources == tuple(expected[n][2] for n in MOMENT_NAMES)
+    absent = (math.nan, math.nan, "")
+    np.testing.assert_array_equal(got.values, [expected.get(n, absent)[0] for n in MOMENT_NAMES])
+    np.testing.assert_array_equal(got.se, [expected.get(n, absent)[1] for n in MOMENT_NAMES])
+    assert got.sources == tuple(expected.get(n, absent)[2] for n in MOMENT_NAMES)
+    assert got.used == tuple(n for n in MOMENT_NAMES if n in expected)
 
 
 def test_targets_csv_is_parsed_exactly_or_refused():
@@ -195,7 +198,9 @@ def test_arbitrary_bytes_in_a_targets_file(tmp_path_factory, data, suffix):
         targets = load_targets(path)
     except TargetsError:
         return
-    assert np.isfinite(targets.values).all() and (targets.se > 0).all()
+    used = targets.mask
+    assert used.any() and np.isfinite(targets.values[used]).all() and (targets.se[used] > 0).all()
+    assert np.isnan(targets.values[~used]).all() and np.isnan(targets.se[~used]).all()
 
 
 # ---------------------------------------------------------------------------------------------

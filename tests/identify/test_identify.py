@@ -251,6 +251,8 @@ def test_from_a_calibration_uses_its_point_weights_and_omega(folder, tmp_path):
     (["--moments", "m1,nonsense"], "--moments: unknown moment 'nonsense'"),
     (["--moments", "m1,cv_change"], "--moments: cv_change is given twice"),
     (["--moments", "m1", "--free", "alpha,sigma"], "1 moment(s) cannot identify 2 free parameters"),
+    (["--targets", "{tmp}/four.csv"], "4 targeted moment(s)"),
+    (["--targets", "{tmp}/four.csv", "--free", "alpha", "--moments", "m1,m6"], "--moments: no target for gini_change"),
     (["--from", "{tmp}/empty"], "no report.json there"),
     (["--from", "{tmp}/broken"], "not a levelfield calibration report"),
     (["--from", "{tmp}/no_weights"], "no weights.csv there"),
@@ -259,6 +261,7 @@ def test_from_a_calibration_uses_its_point_weights_and_omega(folder, tmp_path):
 ])
 def test_bad_input_exits_2_with_one_line(tmp_path, argv, fragment):
     (tmp_path / "empty").mkdir()
+    (tmp_path / "four.csv").write_text("moment,value,se\nm1,-0.22,0.07\nm2,0.25,0.05\nm3,-0.02,0.02\nm4,0.022,0.01\n")
     (tmp_path / "broken").mkdir()
     (tmp_path / "broken" / "report.json").write_text("{not json")
     (tmp_path / "no_weights").mkdir()

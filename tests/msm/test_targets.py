@@ -49,7 +49,6 @@ BAD_CSV = [
     ("moment,value\ncv_change,1\n", "missing column(s) se"),
     ("moment,value,se,comment\n", "unknown column(s) comment"),
     ("moment,value,se\n", "no targets found"),
-    (_replace("gini_change,0.001,0.004,f", ""), "missing target(s) for gini_change"),
     (_replace("gini_change,0.001,0.004,f", "gini,0.001,0.004,f"), "unknown moment 'gini'"),
     (GOOD + "cv_change,-0.2,0.07,dup\n", "appears twice"),
     (_replace("0.25,0.05", "abc,0.05"), "value='abc' is not a number"),
@@ -70,6 +69,27 @@ def test_malformed_csv_is_refused_with_a_clear_error(tmp_path: Path, text, fragm
     with pytest.raises(TargetsError) as info:
         load_targets(path)
     assert fragment in str(info.value) and str(path) in str(info.value)
+
+
+def test_a_file_with_fewer_rows_targets_only_its_moments(tmp_path: Path):
+    """Issue 22 item 7: a file may leave moments out; they are not targeted (value and SE NaN,
+    Omega 0 there), the others read exactly as from the full file."""
+    path = tmp_path / "four.csv"
+    lines = GOOD.strip().splitlines()
+    path.write_text("\n".join([lines[0], *lines[1:5]]) + "\n")
+    (tmp_path / "six.csv").write_text(GOOD)
+    full, four = load_targets(tmp_path / "six.csv"), load_targets(path)
+    assert four.used == four.given == MOMENT_NAMES[:4] and four.targeted == (True,) * 4 + (False,) * 2
+    np.testing.assert_array_equal(four.values[:4], full.values[:4])
+    assert np.isnan(four.values[4:]).all() and np.isnan(four.se[4:]).all() and four.sources[4:] == ("", "")
+    np.testing.assert_array_equal(four.fit_values, np.r_[four.values[:4], 0.0, 0.0])
+    np.testing.assert_array_equal(np.diag(four.covariance), np.r_[four.se[:4] ** 2, 0.0, 0.0])
+    assert [r["targeted"] for r in four.to_records()] == [True] * 4 + [False] * 2
+    # restricted(): a subset of the given moments; the full file is untouched.
+    three = full.restricted(MOMENT_NAMES[1:4])
+    assert three.used == MOMENT_NAMES[1:4] and full.used == MOMENT_NAMES
+    np.testing.assert_array_equal(three.values, full.values)
+    np.testing.assert_array_equal(three.fit_values, np.r_[0.0, full.values[1:4], 0.0, 0.0])
 
 
 def test_unreadable_files_are_refused(tmp_path: Path):
