@@ -34,6 +34,11 @@ COMMAND = ["calibrate", "--agents", "4000", "--firms", "40", "--starts", "2", "-
            "--sim-sets", "3", "--flip-checks", "0", "--quiet", "--seed", "3"]
 
 
+#: Per optimiser: lbfgs's iterations cost several evaluations each (its line search), so it stops
+#: after 8, past the kill at iteration 3 and far enough for a resume to redo several iterations.
+EXTRA = {"lm": [], "lbfgs": ["--max-iter", "8"]}
+
+
 def _cli(*args: str, cwd: Path) -> list[str]:
     return [sys.executable, "-m", "estimation.cli", *args]
 
@@ -62,11 +67,14 @@ def _files(folder: Path) -> dict[str, bytes]:
 def runs(request, tmp_path_factory):
     """A, B, C (killed and resumed) and D (replayed) for every optimiser: the checkpoint holds the
     optax state of each."""
-    command = [*COMMAND, "--optimizer", request.param]
+    command = [*COMMAND, "--optimizer", request.param, *EXTRA[request.param]]
     work = tmp_path_factory.mktemp(f"interruptions-{request.param}")
     a, b, c, d = (work / name for name in "abcd")
     _run([*command, "--out", str(a)], work)
-    _run([*command, "--out", str(b)], work)
+    if request.param == "lm":  # the same command in a new process: once is enough (C and D repeat it too)
+        _run([*command, "--out", str(b)], work)
+    else:
+        b = None
 
     # C: killed with SIGKILL once its checkpoint shows the third optimiser iteration.
     killed = subprocess.Popen(_cli(*command, "--out", str(c), cwd=work), cwd=work,
@@ -115,6 +123,8 @@ def test_the_same_command_twice_gives_identical_files(runs):
     a, b, *_ = runs
     files = _files(a)
     assert {"estimates.csv", "moments.csv", "report.json", "fit.png", "sensitivity.png"} <= set(files)
+    if b is None:
+        pytest.skip("run for lm only: for lbfgs, the resumed (C) and replayed (D) runs repeat A in new processes")
     assert _files(b) == files
 
 
