@@ -569,7 +569,8 @@ def test_calibration_configurations_round_trip_or_refuse(config_files):
         # Keys left out take their defaults (keys that are only valid together are kept or left out together).
         kept = [k for group in KEY_GROUPS if data.draw(st.integers(0, 4)) > 0 for k in group]
         expected = dataclasses.replace(default, **{k: getattr(c, k) for k in kept})
-        got = CalibrationConfig.from_dict({k: written[k] for k in kept})
+        # to_dict leaves out a key at its default that older reports lack (moments=None): absent here too.
+        got = CalibrationConfig.from_dict({k: written[k] for k in kept if k in written})
         assert got == expected
         for field in dataclasses.fields(CalibrationConfig):
             value, want = getattr(got, field.name), getattr(expected, field.name)
