@@ -59,4 +59,7 @@ def test_report_records_the_optimiser_and_its_settings():
         assert record["tolerances"]["ftol"] == CONFIG.ftol
     assert "optimizer" in CalibrationConfig().to_dict()
     assert CalibrationConfig.from_dict({"optimizer": "lbfgs"}).optimizer == "lbfgs"
+    adam = optimiser.optimiser_record("adam", CONFIG.tolerances())
+    assert adam["method"] == "optax.adam" and adam["settings"]["learning_rate"] > 0
+    assert CalibrationConfig.from_dict({"optimizer": "adam"}).optimizer == "adam"
     del Result
