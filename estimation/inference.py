@@ -68,10 +68,8 @@ def sensitivity_to_removal(jac: np.ndarray, weights: np.ndarray, moments_cov: np
 def restricted_inverse(matrix: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """The inverse of ``matrix`` restricted to the rows and columns where ``mask`` is True, with 0
     in the others (two-step optimal weights over the targeted moments): (m, m). With every entry
-    of ``mask`` True it is ``np.linalg.inv(matrix)`` itself."""
+    of ``mask`` True it is ``np.linalg.inv(matrix)``."""
     mask = np.asarray(mask, dtype=bool)
-    if mask.all():
-        return np.linalg.inv(matrix)
     out = np.zeros_like(np.asarray(matrix, dtype=np.float64))
     out[np.ix_(mask, mask)] = np.linalg.inv(np.asarray(matrix)[np.ix_(mask, mask)])
     return out

@@ -118,7 +118,7 @@ def resolve(args: argparse.Namespace) -> Inputs:
     and columns of the others."""
     import numpy as np
 
-    from estimation.msm.config import restrict_targets, restrict_weights
+    from estimation.msm.config import diagonal_weights, restrict_targets, restrict_weights
     from estimation.msm.parameters import free_parameters, parse_bound
     from estimation.msm.targets import load_targets
     from jaxmodel import MOMENT_NAMES
@@ -148,7 +148,7 @@ def resolve(args: argparse.Namespace) -> Inputs:
     else:
         params, settings, seed, origin = base_and_settings(args)
         t = load_targets(args.targets)
-        weights = np.diag(np.where(np.isfinite(t.se), 1.0 / t.se**2, 0.0))
+        weights = diagonal_weights(t)
         weights_origin = "diagonal 1/se^2"
         omega = t.covariance
         omega_note = ("diag(se^2) of the targets; the simulation noise Omega_sim is left out "
@@ -209,14 +209,6 @@ def _from_calibration(args: argparse.Namespace, names, bounds: dict) -> dict:
             "omega": omega, "omega_note": omega_note,
             "bounds": {**{k: v for k, v in saved_bounds.items() if k in names}, **bounds},
             "weights_origin": f"weights.csv of {folder} ({config.get('weights', 'diagonal')})"}
-
-
-def moment_subset(text: str | None, free: tuple[str, ...]) -> tuple[str, ...]:
-    """The moments named in ``--moments``, in MODEL.md order (``estimation.msm.config.moment_subset``,
-    shared with ``levelfield calibrate``)."""
-    from estimation.msm.config import moment_subset as shared
-
-    return shared(text, free)
 
 
 def _regime_key(seed: int):

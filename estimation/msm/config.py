@@ -294,13 +294,16 @@ def check_inputs_unchanged(recorded: Mapping, config: CalibrationConfig) -> None
             )
 
 
+def diagonal_weights(targets: Targets) -> np.ndarray:
+    """W = diag(1/se^2) (6, 6), 0 where the targets file gives no SE."""
+    return np.diag(np.where(np.isfinite(targets.se), 1.0 / targets.se**2, 0.0))
+
+
 def _weights(kind: str, targets: Targets) -> np.ndarray:
     """The first-step weighting matrix (6, 6) before the restriction to the targeted moments;
     "optimal" starts from diagonal weights (0 where the file gives no SE)."""
     if kind in ("diagonal", "optimal"):
-        if np.isfinite(targets.se).all():
-            return np.diag(1.0 / targets.se**2)
-        return np.diag(np.where(np.isfinite(targets.se), 1.0 / targets.se**2, 0.0))
+        return diagonal_weights(targets)
     if kind == "identity":
         return np.eye(len(MOMENT_NAMES))
     return load_weight_matrix(kind)

@@ -80,7 +80,7 @@ def delta_gini_decomposition(
     grad = jac[GINI]
     mask = np.ones(len(MOMENT_NAMES), bool) if targeted is None else np.asarray(targeted, bool)
     by_target = grad @ (-sensitivity)  # (6,)
-    per_se = by_target * target_se if mask.all() else np.where(mask, by_target * target_se, 0.0)
+    per_se = np.where(mask, by_target * target_se, 0.0)
     total = float(np.sum(np.abs(per_se))) or 1.0
     targets = []
     for i, name in enumerate(MOMENT_NAMES):
@@ -110,6 +110,6 @@ def delta_gini_decomposition(
 
 def closest_flips(decomposition: dict, count: int = 2) -> list[dict]:
     """The ``count`` targeted moments whose smallest move (in SEs) flips the sign at first order."""
-    finite = [t for t in decomposition["targets"]
-              if t.get("targeted", True) and math.isfinite(t["se_to_flip_sign"])]
+    # An untargeted moment never flips the sign (se_to_flip_sign inf: delta_gini_decomposition).
+    finite = [t for t in decomposition["targets"] if math.isfinite(t["se_to_flip_sign"])]
     return sorted(finite, key=lambda t: abs(t["se_to_flip_sign"]))[:count]
