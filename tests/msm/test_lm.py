@@ -149,3 +149,31 @@ def test_a_non_finite_start_fails_and_then_stays():
     assert Status.of_code(int(state.status)) is Status.NON_FINITE and float(updates[0]) == 0.0
     again, state2 = tx.update(None, state, params, residuals=jnp.array([0.1]), jacobian=jnp.array([[1.0]]))
     assert float(again[0]) == 0.0 and int(state2.count) == int(state.count)
+
+
+def test_an_indefinite_secant_term_falls_back_to_gauss_newton():
+    """At a point where most parameters have no effect (J has one non-zero column: alpha = 0 in the
+    default problem switches off every AI channel) and the secant term S is indefinite in a vanishing
+    column, the step is Gauss-Newton's: S is dropped, not cured by a shift that, measured against D's
+    floor of 1e-12 max diag(J'J), freezes the one column that matters. Found from three of ten Sobol
+    starts of the default calibration that stopped at Q = 41.8 as "predicted decrease below ftol" with
+    0.2 of decrease left. The decrease the model predicts is then the Gauss-Newton model's, which
+    with this J and r is (J'r)_1^2 / (J'J)_11 in closed form (one free column, no bound binding;
+    lam = 1e-12 adds a relative 1e-12); tolerance 1e-9 relative covers that and rounding."""
+    rng = np.random.default_rng(3)
+    J = np.zeros((6, 5))
+    J[:, 0] = rng.standard_normal(6) * 10.0
+    r = rng.standard_normal(6)
+    S = np.zeros((5, 5))
+    S[1, 1] = -5.0  # negative curvature along a parameter with no effect
+    S[0, 1] = S[1, 0] = 2.0
+    theta = np.full(5, 0.5)
+    lower, upper = np.full(5, -10.0), np.full(5, 10.0)
+    step, predicted = jax.jit(lm.box_step)(*map(jnp.asarray, (r, J, S, lm.LM_LAMBDA_STOP, theta, lower, upper)))
+    g = J.T @ r
+    assert float(predicted) == pytest.approx(g[0] ** 2 / (J[:, 0] @ J[:, 0]), rel=1e-9)
+    assert float(step[0]) == pytest.approx(-g[0] / (J[:, 0] @ J[:, 0]), rel=1e-9)
+    # Where S keeps the model definite it is used: the predicted decrease then counts its curvature.
+    S_definite = np.diag([0.0, 3.0, 0.0, 0.0, 0.0])
+    _, kept = jax.jit(lm.box_step)(*map(jnp.asarray, (r, J, S_definite, 1e-3, theta, lower, upper)))
+    assert np.isfinite(float(kept)) and float(kept) > 0
