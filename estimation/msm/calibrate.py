@@ -228,9 +228,9 @@ def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], input
     columns of the others) and the optimisation again from every first-step end point (the same
     batch size: no recompilation). Returns the re-weighted problem, the second-step estimate and
     its report."""
-    free, base, settings = inputs.free, inputs.base, inputs.settings
-    omega_sim1 = noise.simulation_noise(free.params(base, jnp.asarray(theta)), sim_key, settings,
-                                            run.config.n_sim)
+    free = inputs.free
+    omega_sim1 = noise.simulation_noise(theta, sim_key, problem, _how(run.config, tol), free,
+                                        lanes=run.config.n_starts, n_sets=run.config.n_sim)
     weights = inference.restricted_inverse(inputs.targets.covariance + omega_sim1, inputs.targets.mask)
     problem = dataclasses.replace(problem, weights=jnp.asarray(weights))
     starts2 = np.stack([free.inside(r.theta, margin=1e-9) for r in records])
@@ -269,10 +269,9 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
                config: CalibrationConfig, sim_key) -> _Inference:
     free, targets, settings = inputs.free, inputs.targets, inputs.settings
     weights = np.asarray(problem.weights)
-    theta_j = jnp.asarray(theta)
     # The moments and G at the estimate from one cold evaluation (the optimiser's own program).
-    at_estimate = optimiser.evaluate_in_loop(theta, problem, _how(config, config.tolerances()), free,
-                                             lanes=config.n_starts)
+    how = _how(config, config.tolerances())
+    at_estimate = optimiser.evaluate_in_loop(theta, problem, how, free, lanes=config.n_starts)
     model, jac = at_estimate.moments, at_estimate.jacobian
     evaluations = sum(r.iterations for r in records)
     fixed_point = fixed_point_report(at_estimate, settings, optimisation={
@@ -280,7 +279,8 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         "mean_iterations_per_evaluation": sum(r.fp_iterations for r in records) / (2 * max(evaluations, 1)),
         "note": "fixed-point iterations per state and evaluation in stage 1, warm-started from the last accepted point",
     })
-    omega_sim = noise.simulation_noise(free.params(inputs.base, theta_j), sim_key, settings, config.n_sim)
+    omega_sim = noise.simulation_noise(theta, sim_key, problem, how, free, lanes=config.n_starts,
+                                       n_sets=config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.fit_values  # 0 weight on the untargeted moments' errors
     k = free.size

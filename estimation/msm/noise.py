@@ -3,10 +3,20 @@
 The moments at the estimate are simulated on independent draw sets; their covariance is the
 simulation noise that the sandwich covariance and the J test add to the targets' sampling
 variance, and that the two-step weights W2 = (Sigma_targets + Omega_sim)^-1 include.
+
+A calibration computes them with the programs its optimiser has already compiled
+(:func:`simulation_noise`): each set's draws come from ``jaxmodel.make_draws`` and
+``jaxmodel.assign`` (compiled for the estimation's own draws) and its moments from the optimiser's
+step (``optimiser.evaluate_in_loop``), so Omega_sim compiles nothing (a program of its own, the
+draw sets mapped in batches, compiled for longer than the moments and their Jacobian together),
+and with several processes each set's agents are spread over them as the estimation's are.
+:func:`simulated_moments` is the same simulation as one program of the moments alone, for use
+outside a calibration (with several processes it spreads the sets over their devices).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 
 import jax
@@ -15,7 +25,8 @@ import numpy as np
 
 import jaxmodel
 from estimation import distributed
-from estimation.msm import programs
+from estimation.msm import optimiser, programs
+from estimation.msm.parameters import FreeParameters
 from jaxmodel import Params, Settings
 
 
@@ -30,7 +41,7 @@ def _simulated_moments(params: Params, key_data: jax.Array, settings: Settings, 
 
 
 def simulated_moments(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> jax.Array:
-    """Moments at ``params`` on ``n_sets`` independent draw sets: (n_sets, 6).
+    """Moments at ``params`` on ``n_sets`` independent draw sets: (n_sets, 6), one program.
 
     Draw sets come from ``jax.random.split(key, n_sets)`` and are simulated in batches of four
     (``lax.map`` with ``batch_size``, i.e. ``vmap`` within a batch). With several processes the
@@ -43,7 +54,21 @@ def simulated_moments(params: Params, key: jax.Array, settings: Settings, n_sets
                          jax.random.key_data(key))[0]
 
 
-def simulation_noise(params: Params, key: jax.Array, settings: Settings, n_sets: int) -> np.ndarray:
-    """Omega_sim: covariance (ddof 1) of the simulated moments over ``n_sets`` draw sets: (6, 6)."""
-    sims = np.asarray(simulated_moments(params, key, settings, n_sets))
-    return np.cov(sims, rowvar=False, ddof=1)
+def simulation_noise(theta: np.ndarray, key: jax.Array, problem: optimiser.Problem, how: optimiser.Multistart,
+                     free: FreeParameters, lanes: int, n_sets: int) -> np.ndarray:
+    """Omega_sim at theta (k,): the covariance (ddof 1) of the moments over ``n_sets`` draw sets, (6, 6).
+
+    Set i has the draws ``jaxmodel.make_draws(jax.random.split(key, n_sets)[i])``, placed as the
+    estimation's are (with several processes, the agents over every device of every process:
+    ``distributed.place_draws``), its workers assigned as the estimation's are (once per set, or in
+    every evaluation where rho_occ or rho_firm is free), and its moments from a cold start through
+    the optimiser's compiled step of ``lanes`` lanes.
+    """
+    settings = problem.settings
+    rows = []
+    for k in jax.random.split(key, n_sets):
+        draws = distributed.place_draws(jaxmodel.make_draws(k, settings))
+        assigned = None if problem.assigned is None else jaxmodel.assign(problem.base, draws, settings)
+        at = dataclasses.replace(problem, draws=draws, assigned=assigned)
+        rows.append(optimiser.evaluate_in_loop(theta, at, how, free, lanes=lanes).moments)
+    return np.cov(np.stack(rows), rowvar=False, ddof=1)

@@ -15,9 +15,8 @@ joined by ``jax.distributed`` with gloo CPU collectives (four global devices):
 
 Which files differ from the single-process run in their last digits depends on the cut: computed
 replicated on every process (each process runs the whole model on its first device) none do; with
-the agents sharded over the processes (``estimation.distributed.place_draws``) and the draw sets
-of Omega_sim spread over them (``estimation.distributed.simulated_moments``) every results file of
-numbers does, by about 1e-12 relative, because sums are reduced across devices in another order.
+the agents sharded over the processes (``estimation.distributed.place_draws``), for the estimation's
+draws and for each draw set of Omega_sim, every results file of numbers does, by about 1e-12 relative, because sums are reduced across devices in another order.
 The test prints which.
 
 Every subprocess is bounded by a timeout. Skipped, with the reason, where this jaxlib has no CPU
