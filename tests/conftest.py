@@ -67,18 +67,19 @@ def shared_data() -> Path:
 
 
 @pytest.fixture(scope="session", autouse=True)
-def _no_persistent_cache_in_this_process():
-    """Commands run in this process (``tests.helpers.run_cli``) do not turn on JAX's persistent
-    compilation cache here: the suite's one long-lived process compiles hundreds of programs, and one
-    full run died with a segmentation fault inside JAX's cache write (``put_executable_and_time``)
-    that no single test file reproduces. Subprocesses still share the cache through
-    ``LEVELFIELD_CACHE_DIR`` (set above), which is what the CLI's cache is for."""
-    import estimation.cli
+def _persistent_cache_in_this_process():
+    """JAX's persistent compilation cache in the test processes too, in the session's folder
+    (``LEVELFIELD_CACHE_DIR``, above), which the subprocesses and the other xdist worker share.
 
-    original = estimation.cli.compilation_cache
-    estimation.cli.compilation_cache = lambda: None
+    Test files compile the same programs again and again (the moments at a few settings, the
+    calibration's step at the sizes the CLI tests share), and every file's programs are released
+    when it ends (below): with the cache a program compiled once anywhere in the session is loaded
+    from disk, not compiled, everywhere else. Programs quicker to compile than a second are not
+    written (most of the suite's many small ones). Commands run in this process
+    (``tests.helpers.run_cli``) turn the cache on the same way the command line does."""
+    jax.config.update("jax_compilation_cache_dir", os.environ["LEVELFIELD_CACHE_DIR"])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
     yield
-    estimation.cli.compilation_cache = original
 
 
 @pytest.fixture(scope="module", autouse=True)
