@@ -194,3 +194,33 @@ def test_the_targeted_moments_round_trip_through_the_configuration():
     assert CalibrationConfig.from_dict(CalibrationConfig().to_dict()) == CalibrationConfig()
     with pytest.raises(ConfigError, match="moments"):
         CalibrationConfig.from_dict({"moments": "m1,m2"})
+
+
+class _Interrupt(Exception):
+    pass
+
+
+def test_a_subset_run_interrupted_and_resumed_gives_the_same_files(five, tmp_path):
+    """A calibration on m1..m5 stopped after its first optimiser iteration and continued with
+    ``resume=True`` (what ``--resume`` calls) targets the same five moments and ends with the
+    uninterrupted run's estimate and criterion bit for bit: the checkpoint's configuration records
+    the subset, so the resumed run cannot silently fall back to all six moments."""
+    from estimation.errors import OutputError
+    from estimation.msm import calibrate
+
+    config = _config(five)
+
+    def stop_after_one(event, payload):
+        if event == "stage1" and payload.iteration == 1:
+            raise _Interrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(_Interrupt):
+        calibrate(config, out=out, progress=stop_after_one)
+    assert not out.exists() and (tmp_path / ".run.partial" / "checkpoint.npz").exists()
+    with pytest.raises(OutputError, match="different settings for moments"):
+        calibrate(dataclasses.replace(config, moments=None), out=out, resume=True)
+    resumed = calibrate(config, out=out, resume=True)
+    assert resumed.config.moments == FIVE and _report(out)["targeted_moments"] == list(FIVE)
+    np.testing.assert_array_equal(resumed.estimates, pd.read_csv(five / "estimates.csv")["estimate"].to_numpy())
+    assert _report(out)["criterion"] == _report(five)["criterion"]
