@@ -229,8 +229,8 @@ def _second_step(run: _Run, theta: np.ndarray, records: list[StartRecord], input
     batch size: no recompilation). Returns the re-weighted problem, the second-step estimate and
     its report."""
     free = inputs.free
-    omega_sim1 = noise.simulation_noise(theta, sim_key, problem, _how(run.config, tol), free,
-                                        lanes=run.config.n_starts, n_sets=run.config.n_sim)
+    omega_sim1 = noise.simulation_noise(free.params(inputs.base, jnp.asarray(theta)), sim_key, inputs.settings,
+                                        run.config.n_sim)
     weights = inference.restricted_inverse(inputs.targets.covariance + omega_sim1, inputs.targets.mask)
     problem = dataclasses.replace(problem, weights=jnp.asarray(weights))
     starts2 = np.stack([free.inside(r.theta, margin=1e-9) for r in records])
@@ -279,8 +279,8 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
         "mean_iterations_per_evaluation": sum(r.fp_iterations for r in records) / (2 * max(evaluations, 1)),
         "note": "fixed-point iterations per state and evaluation in stage 1, warm-started from the last accepted point",
     })
-    omega_sim = noise.simulation_noise(theta, sim_key, problem, how, free, lanes=config.n_starts,
-                                       n_sets=config.n_sim)
+    omega_sim = noise.simulation_noise(free.params(inputs.base, jnp.asarray(theta)), sim_key, settings,
+                                       config.n_sim)
     moments_cov = targets.covariance + omega_sim
     errors = model - targets.fit_values  # 0 weight on the untargeted moments' errors
     k = free.size

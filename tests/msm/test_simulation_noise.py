@@ -1,9 +1,8 @@
 """Omega_sim, the simulation noise the inference adds to the targets' variance, has the right scale.
 
 ``estimation.msm.noise.simulation_noise`` simulates the moments on draw sets split from the
-calibration's key, through the optimiser's compiled step. This test simulates them itself with
-``jaxmodel.moments``, on draw sets from keys of its own, and compares the two variances moment by
-moment. (``moments.csv``'s ``simulation_sd`` is sqrt(diag(Omega_sim))
+calibration's key, one set at a time. This test simulates them itself, on draw sets from keys of its own, and compares
+the two variances moment by moment. (``moments.csv``'s ``simulation_sd`` is sqrt(diag(Omega_sim))
 bit for bit: tests/output/test_results_files.py.)
 """
 
@@ -14,19 +13,13 @@ import numpy as np
 
 import jaxmodel
 from estimation.msm import noise
-from estimation.msm.calibrate import _how, _problem
-from estimation.msm.config import CalibrationConfig, validate
 
-CONFIG = CalibrationConfig(n_agents=2000, n_firms=20)
+SETTINGS = jaxmodel.Settings(n_agents=2000, n_firms=20)
 SETS = 128
 
 
-def test_simulation_noise_has_the_variance_of_fresh_draw_sets():
-    inputs = validate(CONFIG)
-    baseline, SETTINGS = inputs.base, inputs.settings
-    theta = np.array([getattr(baseline, name) for name in inputs.free.names])
-    omega = noise.simulation_noise(theta, jax.random.key(11), _problem(CONFIG, inputs), _how(CONFIG, CONFIG.tolerances()),
-                                   inputs.free, lanes=CONFIG.n_starts, n_sets=SETS)
+def test_simulation_noise_has_the_variance_of_fresh_draw_sets(baseline):
+    omega = noise.simulation_noise(baseline, jax.random.key(11), SETTINGS, SETS)
     own_keys = jax.random.split(jax.random.key(20261202), SETS)
     sims = np.stack([np.asarray(jaxmodel.moments(baseline, jaxmodel.make_draws(k, SETTINGS), SETTINGS).vector())
                      for k in own_keys])
