@@ -172,7 +172,7 @@ def main() -> int:
         print(f"no CPU collectives: {why}", file=sys.stderr)
         return 1
     sharded = "place_draws" in inspect.getsource(msm_calibrate._problem)
-    spread = "distributed.simulated_moments" in inspect.getsource(noise.simulated_moments)
+    spread = "place_draws" in inspect.getsource(noise.simulated_moments)
     work = Path(tempfile.mkdtemp(prefix="bench-processes-"))
     try:
         moments = bench_moments(args.agents, args.repeats, work)
@@ -192,7 +192,7 @@ def main() -> int:
         "calibration_cut": {
             "draws": "agents sharded over every process's devices" if sharded else
                      "replicated: every process computes everything on its first device",
-            "simulation_noise_sets": "spread over every device of every process" if spread else
+            "simulation_noise_sets": "one at a time, each set's agents sharded over every process's devices" if spread else
                                      "replicated: every process simulates every set",
         },
         "environment": environment("pandas"),

@@ -33,3 +33,16 @@ def run_cli(*argv: str) -> tuple[int, str, str]:
         except SystemExit as exc:
             code = exc.code
     return code, out.getvalue(), err.getvalue()
+
+
+class Interrupt(Exception):
+    """Raised by :func:`stop_at` to interrupt a calibration as a kill would."""
+
+
+def stop_at(iteration: int):
+    """A ``progress`` callback for ``estimation.msm.calibrate`` that raises :class:`Interrupt` when
+    stage 1 reports ``iteration``, leaving the run's checkpoint behind."""
+    def progress(event, payload):
+        if event == "stage1" and payload.iteration == iteration:
+            raise Interrupt
+    return progress

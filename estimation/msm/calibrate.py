@@ -270,8 +270,8 @@ def _inference(theta: np.ndarray, records: list[StartRecord], inputs: Inputs, pr
     free, targets, settings = inputs.free, inputs.targets, inputs.settings
     weights = np.asarray(problem.weights)
     # The moments and G at the estimate from one cold evaluation (the optimiser's own program).
-    how = _how(config, config.tolerances())
-    at_estimate = optimiser.evaluate_in_loop(theta, problem, how, free, lanes=config.n_starts)
+    at_estimate = optimiser.evaluate_in_loop(theta, problem, _how(config, config.tolerances()), free,
+                                             lanes=config.n_starts)
     model, jac = at_estimate.moments, at_estimate.jacobian
     evaluations = sum(r.iterations for r in records)
     fixed_point = fixed_point_report(at_estimate, settings, optimisation={

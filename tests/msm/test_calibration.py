@@ -14,6 +14,7 @@ import jaxmodel
 from estimation import CalibrationConfig, calibrate
 from estimation.errors import ConfigError, OutputError
 from jaxmodel import MOMENT_NAMES
+from tests.helpers import Interrupt, stop_at
 
 # One size for every estimation test, so that the compiled optimiser batch is shared.
 SIZE = dict(n_agents=5000, n_firms=50, n_starts=2, n_sim=6)
@@ -136,21 +137,13 @@ def test_existing_results_are_never_overwritten_without_force(cli_run):
         calibrate(out=out, **SIZE)
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_resume_after_an_interruption_gives_the_same_estimate(tmp_path: Path):
     config = CalibrationConfig(max_iter=12, flip_checks=0, **SIZE)
     whole = calibrate(config)
 
-    def stop_at_five(event, payload):
-        if event == "stage1" and payload.iteration == 5:
-            raise _Interrupt
-
     out = tmp_path / "run"
-    with pytest.raises(_Interrupt):
-        calibrate(config, out=out, progress=stop_at_five)
+    with pytest.raises(Interrupt):
+        calibrate(config, out=out, progress=stop_at(5))
     assert not out.exists() and (tmp_path / ".run.partial" / "checkpoint.npz").exists()
     with pytest.raises(OutputError, match="--resume"):
         calibrate(config, out=out)

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from jaxmodel import MOMENT_NAMES
-from tests.helpers import TARGETS_CSV, run_cli
+from tests.helpers import TARGETS_CSV, Interrupt, run_cli, stop_at
 
 FREE = "alpha,sigma,eta1,xi"
 SIZE = ["--agents", "4000", "--firms", "40", "--starts", "1", "--max-iter", "3", "--sim-sets", "2",
@@ -196,10 +196,6 @@ def test_the_targeted_moments_round_trip_through_the_configuration():
         CalibrationConfig.from_dict({"moments": "m1,m2"})
 
 
-class _Interrupt(Exception):
-    pass
-
-
 def test_a_subset_run_interrupted_and_resumed_gives_the_same_files(five, tmp_path):
     """A calibration on m1..m5 stopped after its first optimiser iteration and continued with
     ``resume=True`` (what ``--resume`` calls) targets the same five moments and ends with the
@@ -209,14 +205,9 @@ def test_a_subset_run_interrupted_and_resumed_gives_the_same_files(five, tmp_pat
     from estimation.msm import calibrate
 
     config = _config(five)
-
-    def stop_after_one(event, payload):
-        if event == "stage1" and payload.iteration == 1:
-            raise _Interrupt
-
     out = tmp_path / "run"
-    with pytest.raises(_Interrupt):
-        calibrate(config, out=out, progress=stop_after_one)
+    with pytest.raises(Interrupt):
+        calibrate(config, out=out, progress=stop_at(1))
     assert not out.exists() and (tmp_path / ".run.partial" / "checkpoint.npz").exists()
     with pytest.raises(OutputError, match="different settings for moments"):
         calibrate(dataclasses.replace(config, moments=None), out=out, resume=True)
