@@ -75,10 +75,17 @@ def _persistent_cache_in_this_process():
     calibration's step at the sizes the CLI tests share), and every file's programs are released
     when it ends (below): with the cache a program compiled once anywhere in the session is loaded
     from disk, not compiled, everywhere else. Programs quicker to compile than a second are not
-    written (most of the suite's many small ones). Commands run in this process
+    written (most of the suite's many small ones); the estimator's own programs (``estimation.msm.programs``)
+    are kept in their exported form there too. Commands run in this process
     (``tests.helpers.run_cli``) turn the cache on the same way the command line does."""
+    from estimation.msm import programs
+
     jax.config.update("jax_compilation_cache_dir", os.environ["LEVELFIELD_CACHE_DIR"])
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
+    # The estimator's programs go through their exported (traced and lowered) form, as in the CLI's
+    # processes: a program run in-process is then the one a subprocess ran before it, with the same
+    # cache key, neither traced nor compiled again (and the other way round).
+    programs.set_folder(os.environ["LEVELFIELD_CACHE_DIR"])
     yield
 
 
@@ -124,3 +131,54 @@ def pytest_collection_modifyitems(config, items):
         return rank.get(name, len(rank))
 
     items.sort(key=key)  # stable: the order within a file, and of the other files, is kept
+
+
+# --- Where the suite's time goes: compilation per test --------------------------------------------
+
+
+class _CompileSeconds:
+    """jax.monitoring listener: the seconds of tracing, lowering, compiling and cache loads in this
+    process (``estimation.msm.timing.COMPILE_EVENTS``) since the last :meth:`take`."""
+
+    def __init__(self) -> None:
+        from estimation.msm.timing import COMPILE_EVENTS
+
+        self.events, self.seconds = COMPILE_EVENTS, 0.0
+
+    def __call__(self, event: str, duration: float, **_) -> None:
+        if event in self.events:
+            self.seconds += duration
+
+    def take(self) -> float:
+        seconds, self.seconds = self.seconds, 0.0
+        return seconds
+
+
+_COMPILE = _CompileSeconds()
+jax.monitoring.register_event_duration_secs_listener(_COMPILE)
+_COMPILE_BY_TEST: dict[str, float] = {}
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """Each phase's report carries the compilation seconds of this process during it (xdist sends
+    ``user_properties`` back to the controller); a subprocess's own compilation is not counted."""
+    outcome = yield
+    outcome.get_result().user_properties.append(("compile_s", _COMPILE.take()))
+
+
+def pytest_runtest_logreport(report):
+    for key, value in report.user_properties:
+        if key == "compile_s":
+            _COMPILE_BY_TEST[report.nodeid] = _COMPILE_BY_TEST.get(report.nodeid, 0.0) + value
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    """With ``--durations``, also the tests that compiled longest in-process (fixtures included)."""
+    if not config.getoption("durations", None) or not _COMPILE_BY_TEST:
+        return
+    top = sorted(_COMPILE_BY_TEST.items(), key=lambda kv: -kv[1])[:30]
+    terminalreporter.write_sep("=", f"compilation in the test process: {sum(_COMPILE_BY_TEST.values()):.0f} s "
+                                    "in all, the 30 longest")
+    for nodeid, seconds in top:
+        terminalreporter.write_line(f"{seconds:8.1f}s  {nodeid}")

@@ -228,11 +228,12 @@ class LoopState(NamedTuple):
     params: jax.Array  # shape=(S, k): the next point each start evaluates, on the optimiser's scale
     opt_state: optax.OptState  # the optax state of every start (leading axis S)
     lane: Lane  # the starts' records (leading axis S)
-    history: jax.Array  # shape=(S, max_iter + 2): Q at every accepted point, NaN beyond n_history
+    history: jax.Array  # shape=(S, history_width(max_iter)): Q at every accepted point, NaN beyond n_history
     n_history: jax.Array  # shape=(S,), int32
     dominated: jax.Array  # shape=(S, 4): dominating start, own and best Q, iteration (-1, nan, nan, -1: not)
     iteration: jax.Array  # shape=(), int32: iterations of the loop (-1 before the first evaluation)
     prune: jax.Array  # shape=(), bool: whether dominated starts stop (starts that share their targets)
+    max_iter: jax.Array  # shape=(), int32: Tolerances.max_iter, an argument of the programs, not a constant
 
 
 @dataclasses.dataclass(frozen=True)
@@ -475,6 +476,25 @@ class Multistart:
     def method(self) -> Method:
         return OPTIMISERS[self.optimizer]
 
+    @property
+    def compiled(self) -> Multistart:
+        """The static argument of the loop's programs: this with ``tol.max_iter`` left out. The cap
+        travels in the state (``LoopState.max_iter``), so that runs that differ only in it share
+        their compiled programs (and the persistent cache's executables); only the history's width
+        (:func:`history_width`) depends on it, in steps."""
+        return dataclasses.replace(self, tol=dataclasses.replace(self.tol, max_iter=0))
+
+
+#: The narrowest history of the loop (columns of Q per start): every run with ``max_iter`` up to
+#: this minus 2 (the default 100 included) has the same shapes, hence the same programs.
+HISTORY_COLUMNS = 128
+
+
+def history_width(max_iter: int) -> int:
+    """Columns of ``LoopState.history`` for a cap of ``max_iter`` evaluations per start (which
+    records at most ``max_iter + 2`` values): :data:`HISTORY_COLUMNS`, or the next power of two."""
+    return max(HISTORY_COLUMNS, 1 << (max_iter + 1).bit_length())
+
 
 def default_lanes() -> str:
     """ "map" on the CPU, "vmap" on an accelerator (see :class:`Multistart`)."""
@@ -501,11 +521,13 @@ def _strong(tree):
     return jax.tree_util.tree_map(lambda x: jax.lax.convert_element_type(x, jnp.asarray(x).dtype), tree)
 
 
-def _first_lane(theta, start, targets, problem: Problem, evaluated: bool) -> Lane:
-    """A start's lane: evaluated at theta (one evaluation), or waiting for its first evaluation."""
+def _first_lane(theta, start, targets, problem: Problem, evaluation: tuple | None) -> Lane:
+    """A start's lane: evaluated at theta (``evaluation``, :func:`_moments_and_jacobian`'s outputs
+    there), or waiting for its first evaluation (None)."""
     k, m, d = theta.shape[0], targets.shape[0], len(STATE_DIAGNOSTICS)
+    evaluated = evaluation is not None
     if evaluated:
-        G, moments, aggregates, before, after = _moments_and_jacobian(theta, start, problem)
+        G, moments, aggregates, before, after = evaluation
         g = moments - targets
         q = g @ problem.weights @ g
         value, evaluations = jnp.where(jnp.isfinite(q), q, jnp.inf), 1
@@ -535,24 +557,30 @@ def _weights_factor(problem: Problem) -> jax.Array:
     return jnp.where(untargeted[None, :], jnp.zeros_like(C), C)
 
 
-@functools.partial(jax.jit, static_argnames="how")
-def _start_program(theta0, u0, targets, start, padding, prune, problem: Problem, how: Multistart) -> tuple:
+@functools.partial(jax.jit, static_argnames=("how", "width"))
+def _start_program(theta0, u0, targets, start, padding, prune, max_iter, evaluation, problem: Problem,
+                   how: Multistart, width: int) -> tuple:
+    """The loop's first state; ``evaluation`` is :func:`_evaluate_all` at the starts (S leading) for
+    a method that evaluates before it starts (theta0 then the starts in theta), else None."""
     method = how.method
-    theta = theta0 if method.scale == "theta" else jax.vmap(theta_of_u, (0, None))(u0, problem.free)
-    evaluated = method.start_evaluates
-    lanes = jax.vmap(lambda t, y: _first_lane(t, start, y, problem, evaluated))(theta, targets)
+    evaluated = evaluation is not None
+    if evaluated:
+        lanes = jax.vmap(lambda t, y, e: _first_lane(t, start, y, problem, e))(theta0, targets, evaluation)
+    else:
+        lanes = jax.vmap(lambda t, y: _first_lane(t, start, y, problem, None))(theta0, targets)
     C = _weights_factor(problem)
     params, opt_state, lanes = jax.vmap(lambda u, lane: method.start(u, lane, problem, C, how.tol))(u0, lanes)
     # Padding lanes (shapes shared with another batch) never run.
     lanes = lanes._replace(status=jnp.where(padding, Status.MAX_ITER.code, lanes.status).astype(jnp.int32))
     s = theta0.shape[0]
-    history = jnp.full((s, how.tol.max_iter + 2), jnp.nan)
+    history = jnp.full((s, width), jnp.nan)
     if evaluated:
         history = history.at[:, 0].set(lanes.value)
     state = LoopState(params=params, opt_state=opt_state, lane=lanes, history=history,
                       n_history=jnp.full(s, int(evaluated), jnp.int32),
                       dominated=jnp.tile(jnp.array([-1.0, jnp.nan, jnp.nan, -1.0]), (s, 1)),
-                      iteration=jnp.int32(0 if evaluated else -1), prune=jnp.asarray(prune))
+                      iteration=jnp.int32(0 if evaluated else -1), prune=jnp.asarray(prune),
+                      max_iter=jnp.asarray(max_iter, jnp.int32))
     return (_strong(state),)
 
 
@@ -579,7 +607,7 @@ def _step_program(state: LoopState, problem: Problem, how: Multistart) -> tuple:
     opt_state = jax.tree_util.tree_map(keep, new_opt, state.opt_state)
     lanes = jax.tree_util.tree_map(keep, new_lanes, lanes)
     iteration = state.iteration + 1
-    status = jnp.where((lanes.status == RUNNING) & (lanes.evaluations > tol.max_iter), Status.MAX_ITER.code,
+    status = jnp.where((lanes.status == RUNNING) & (lanes.evaluations > state.max_iter), Status.MAX_ITER.code,
                        lanes.status)
     best = jnp.argmin(lanes.value)
     worse = (state.prune & (iteration >= PRUNE_AFTER) & (status == RUNNING)
@@ -596,7 +624,7 @@ def _step_program(state: LoopState, problem: Problem, how: Multistart) -> tuple:
     history = state.history.at[rows, column].set(jnp.where(grows, lanes.value, state.history[rows, column]))
     n_history = state.n_history + grows.astype(jnp.int32)
     new = LoopState(params=params, opt_state=opt_state, lane=lanes, history=history, n_history=n_history,
-                    dominated=dominated, iteration=iteration, prune=state.prune)
+                    dominated=dominated, iteration=iteration, prune=state.prune, max_iter=state.max_iter)
     return (_strong(new),)
 
 
@@ -624,14 +652,24 @@ def new_batch(theta0: np.ndarray, problem: Problem, how: Multistart, free: FreeP
     theta0 = np.concatenate([theta0, np.repeat(theta0[:1], width - s, axis=0)])
     targets = np.concatenate([targets, np.repeat(targets[:1], width - s, axis=0)])
     u0 = np.stack([free.to_u(row) for row in theta0])
-    return programs.call("optimiser_start", _start_program, (how,), jnp.asarray(theta0), jnp.asarray(u0),
-                         jnp.asarray(targets), jnp.asarray(start), jnp.asarray(padding), jnp.asarray(prune),
+    evaluation = None
+    if how.method.start_evaluates:
+        # The gradient methods start from an evaluation of every start: the program that also gives
+        # their end points' Jacobians (finish_starts) and the estimate's (evaluate_in_loop).
+        if how.method.scale != "theta":  # the point the optimiser's scale u0 stands for
+            theta0 = np.asarray(jax.vmap(theta_of_u, (0, None))(jnp.asarray(u0), problem.free))
+        evaluation = tuple(programs.call("evaluate_all", _evaluate_all, (), jnp.asarray(theta0),
+                                         jnp.asarray(np.repeat(start[None], width, axis=0)), problem))
+    return programs.call("optimiser_start", _start_program, (how.compiled, history_width(how.tol.max_iter)),
+                         jnp.asarray(theta0), jnp.asarray(u0), jnp.asarray(targets), jnp.asarray(start),
+                         jnp.asarray(padding), jnp.asarray(prune), jnp.int32(how.tol.max_iter), evaluation,
                          problem)[0]
 
 
 def step(state: LoopState, problem: Problem, how: Multistart) -> LoopState:
-    """One iteration of every running start (one compiled program)."""
-    return programs.call("optimiser_step", _step_program, (how,), state, problem)[0]
+    """One iteration of every running start (one compiled program, whatever ``how.tol.max_iter``:
+    the state holds the cap)."""
+    return programs.call("optimiser_step", _step_program, (how.compiled,), state, problem)[0]
 
 
 def run_batch(state: LoopState, problem: Problem, how: Multistart,
@@ -714,12 +752,17 @@ def restore_batch(arrays: dict[str, np.ndarray], theta0: np.ndarray, problem: Pr
 
     The tree structure comes from the shapes of :func:`new_batch`'s program (traced, not run)."""
     s = np.asarray(theta0).shape[0]
+    points = jax.ShapeDtypeStruct(np.shape(theta0), jnp.float64)
+    start = jax.ShapeDtypeStruct(cold(problem.settings).shape, jnp.float64)
+    evaluation = None
+    if how.method.start_evaluates:
+        evaluation = jax.eval_shape(_evaluate_all, points, jax.ShapeDtypeStruct((s, *start.shape), jnp.float64),
+                                    problem)
     template = jax.eval_shape(
-        lambda *a: _start_program(*a, how=how)[0],
-        jax.ShapeDtypeStruct(np.shape(theta0), jnp.float64), jax.ShapeDtypeStruct(np.shape(theta0), jnp.float64),
-        jax.ShapeDtypeStruct((s, problem.targets.shape[0]), jnp.float64),
-        jax.ShapeDtypeStruct(cold(problem.settings).shape, jnp.float64), jax.ShapeDtypeStruct((s,), jnp.bool_),
-        jax.ShapeDtypeStruct((), jnp.bool_), problem)
+        lambda *a: _start_program(*a, how=how.compiled, width=history_width(how.tol.max_iter))[0],
+        points, points, jax.ShapeDtypeStruct((s, problem.targets.shape[0]), jnp.float64), start,
+        jax.ShapeDtypeStruct((s,), jnp.bool_), jax.ShapeDtypeStruct((), jnp.bool_),
+        jax.ShapeDtypeStruct((), jnp.int32), evaluation, problem)
     names = _leaf_names(template)
     missing = [n for n in names if n not in arrays]
     if missing:
@@ -778,11 +821,20 @@ def finish_starts(state: LoopState, starts: np.ndarray, free: FreeParameters, pr
 
 def evaluate_in_loop(theta: np.ndarray, problem: Problem, how: Multistart, free: FreeParameters,
                      lanes: int) -> Evaluation:
-    """:func:`evaluate` at theta (k,) from a cold start, computed by the compiled step of ``lm``
-    with ``lanes`` lanes (the one of an optimisation of that many starts with the same
-    tolerances: no program of its own to compile), the other lanes idle."""
-    how = dataclasses.replace(how, optimizer="lm")
-    state = step(new_batch(np.asarray(theta)[None], problem, how, free, prune=False, lanes=lanes), problem, how)
-    lane = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), jax.device_get(state.lane))
-    return Evaluation(jacobian=lane.jacobian, moments=lane.moments, aggregates=lane.aggregates,
-                      before=dict(zip(STATE_DIAGNOSTICS, lane.before)), after=dict(zip(STATE_DIAGNOSTICS, lane.after)))
+    """:func:`evaluate` at theta (k,) from a cold start, by a program the optimisation of ``lanes``
+    starts with ``how``'s optimiser has compiled already (none of its own): for ``lm`` its step,
+    the other lanes idle; for the gradient methods the evaluation of every lane that gave their
+    first points and end points (:func:`_evaluate_all`), every lane at theta."""
+    if how.method.start_evaluates:
+        start = np.repeat(np.asarray(cold(problem.settings))[None], lanes, axis=0)
+        out = programs.call("evaluate_all", _evaluate_all, (), jnp.asarray(np.repeat(np.asarray(theta)[None], lanes,
+                                                                                         axis=0)),
+                            jnp.asarray(start), problem)
+        G, m, aggregates, before, after = (np.asarray(x[0]) for x in jax.device_get(out))
+    else:
+        how = dataclasses.replace(how, optimizer="lm")
+        state = step(new_batch(np.asarray(theta)[None], problem, how, free, prune=False, lanes=lanes), problem, how)
+        lane = jax.tree_util.tree_map(lambda x: np.asarray(x[0]), jax.device_get(state.lane))
+        G, m, aggregates, before, after = lane.jacobian, lane.moments, lane.aggregates, lane.before, lane.after
+    return Evaluation(jacobian=G, moments=m, aggregates=aggregates, before=dict(zip(STATE_DIAGNOSTICS, before)),
+                      after=dict(zip(STATE_DIAGNOSTICS, after)))
