@@ -79,15 +79,16 @@ QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 
 
 def _moments_and_jacobian(theta, base, free, draws, assigned, settings: Settings):
-    """G (m, k), m (m,) and the larger fixed-point residual of the two states at theta (k,)."""
+    """G (m, k), m (m,), the larger fixed-point residual of the two states and their aggregates
+    (2, 3 O + F) at theta (k,), from a cold start."""
 
     def f(t):
         out = moments_at(params_with(base, t, free), draws, settings, cold(settings), assigned)
         v = out.vector()
-        return v, (v, jnp.maximum(out.before["fp_residual"], out.after["fp_residual"]))
+        return v, (v, jnp.maximum(out.before["fp_residual"], out.after["fp_residual"]), out.aggregates)
 
-    G, (v, residual) = jax.jacfwd(f, has_aux=True)(theta)
-    return G, v, residual
+    G, (v, residual, aggregates) = jax.jacfwd(f, has_aux=True)(theta)
+    return G, v, residual, aggregates
 
 
 def _moments_only(theta, base, free, draws, assigned, start, settings: Settings):
@@ -119,8 +120,14 @@ def batch_size(n_agents: int, k: int, n_points: int, memory: float | None = None
 
     The whole sample is one vmap when it fits (a GPU with its memory); otherwise ``lax.map`` runs
     batches of that many points in one compiled program. ``memory`` defaults to 60% of the
-    device's limit where the device reports one, else :data:`DEFAULT_BATCH_MEMORY`.
+    device's limit where the device reports one. On the CPU (no ``memory`` given) the batch is
+    one point: there a vmapped batch costs its points one after the other anyway, and runs every
+    point of it for as many fixed-point iterations as its slowest one needs (measured with
+    ``benchmarks/bench_identify.py`` at N = 2x10^4: 2.7x one evaluate per point in batches of 23,
+    against 0.65-1.5x one point at a time, as the 2-core machine's load varied).
     """
+    if memory is None and jax.default_backend() == "cpu":
+        return 1
     if memory is None:
         memory = DEFAULT_BATCH_MEMORY
         try:
@@ -164,19 +171,21 @@ def _padded(thetas, batch: int) -> tuple[np.ndarray, int, int]:
 
 
 def jacobians(model: Model, thetas: np.ndarray, batch: int | None = None) -> dict:
-    """G (S, m, k), moments (S, m) and fixed-point residuals (S,) at S points thetas (S, k), in one
-    compiled program; also its compile and run time (seconds) and the batch size used."""
+    """G (S, m, k), moments (S, m), fixed-point residuals (S,) and aggregates (S, 2, 3 O + F) at S
+    points thetas (S, k), in one compiled program; also its compile and run time (seconds) and the
+    batch size used."""
     thetas, n, b = _padded(thetas, batch or batch_size(model.settings.n_agents, model.free.size, len(thetas)))
     args = (jnp.asarray(thetas, dtype=model.settings.dtype), model.base, model.free.arrays(), model.draws,
             model.assigned)
     start = time.perf_counter()
     program = _jacobians.lower(*args, settings=model.settings, batch_size=b).compile()
     compiled = time.perf_counter()
-    G, m, residual = program(*args)
+    G, m, residual, aggregates = program(*args)
     G.block_until_ready()
     done = time.perf_counter()
     return {"jacobian": np.asarray(G, dtype=np.float64)[:n], "moments": np.asarray(m, dtype=np.float64)[:n],
-            "fp_residual": np.asarray(residual, dtype=np.float64)[:n], "batch_size": b,
+            "fp_residual": np.asarray(residual, dtype=np.float64)[:n],
+            "aggregates": np.asarray(aggregates, dtype=np.float64)[:n], "batch_size": b,
             "compile_s": compiled - start, "run_s": done - compiled}
 
 
@@ -759,7 +768,10 @@ def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.nd
     if rows or regime_thetas is not None:
         say("Criterion slices and contour (one compiled program)")
         n_regime = 0 if regime_thetas is None else len(regime_thetas)
-        values = moment_values(model, np.vstack(rows + ([regime_thetas] if n_regime else [])), batch)
+        # Their fixed points start from the point's (the same fixed points to fp_tol, in fewer
+        # iterations: every slice and contour point differs from it in one or two parameters).
+        near = model if model.start is not None else dataclasses.replace(model, start=run["aggregates"][0])
+        values = moment_values(near, np.vstack(rows + ([regime_thetas] if n_regime else [])), batch)
         timing["slices"] = {k: values[k] for k in ("compile_s", "run_s", "batch_size")}
         q = criterion(values["moments"][:len(values["moments"]) - n_regime], targets, weights)
         cut = 0
