@@ -1,9 +1,11 @@
 """Whether a command fits in memory: the peak it needs at its size against what the machine offers.
 
-A command's peak is a fixed part, ``FIXED_BYTES`` (the interpreter, JAX, XLA compiling the command's
-programs on a first run; less when they come from the compilation cache), plus a part proportional to
-the agents, ``BYTES_PER_AGENT[command, precision]``: the simulated agents' draws,
-their per-branch arrays of both AI states and the temporaries of the programs that use them.
+A command's peak is a fixed part, ``FIXED_BYTES[command]`` (the interpreter, JAX, XLA compiling the
+command's programs on a first run; less when they come from the compilation cache), plus a part
+proportional to the agents, ``BYTES_PER_AGENT[command, precision]``: the simulated agents' draws,
+their per-branch arrays of both AI states and the temporaries of the programs that use them (for
+``calibrate`` and ``identify``, the forward-mode Jacobian's tangents too; on the CPU their starts and
+points run one at a time, so neither the starts nor the points change the peak).
 The per-agent figures are measured as peak resident memory of whole processes at several sizes
 (``benchmarks/bench_memory.py``, ``benchmarks/results/memory_<command>.json``); sums over firms, tasks and
 occupations are small beside them. Agents split over devices and processes divide the per-agent
@@ -24,9 +26,21 @@ from estimation.errors import ConfigError
 BYTES_PER_AGENT: dict[tuple[str, str], int] = {
     ("simulate", "float64"): 370,
     ("simulate", "float32"): 215,
+    # calibrate: the slope of runs at 1e5, 3e5 and 6e5 agents is 3,370-3,560 bytes in float64 and
+    # 1,110-2,170 in float32; identify: 3,680-4,270 and 2,080-2,370 (memory_calibrate.json,
+    # memory_identify.json). Forward-mode Jacobians in k parameters carry k + 1 copies of the
+    # per-agent arrays (about 6 x the 370 bytes of simulate at k = 5).
+    ("calibrate", "float64"): 3600,
+    ("calibrate", "float32"): 2200,
+    ("identify", "float64"): 3900,
+    ("identify", "float32"): 2200,
 }
-#: The part of a process's peak that does not grow with N (interpreter, JAX, compiler).
-FIXED_BYTES = 620 * 2**20
+#: The part of a process's peak that does not grow with N (interpreter, JAX, compiler), per command.
+FIXED_BYTES: dict[str, int] = {
+    "simulate": 620 * 2**20,
+    "calibrate": 1300 * 2**20,  # more programs to compile than simulate
+    "identify": 1000 * 2**20,
+}
 #: Margin for what grows with F, T and O, and the allocator's slack.
 MARGIN = 1.10
 
@@ -34,7 +48,7 @@ MARGIN = 1.10
 def needed_bytes(command: str, n_agents: int, precision: str, n_devices: int = 1) -> int:
     """The estimated peak of ``command`` (one process) at ``n_agents`` agents split over ``n_devices``."""
     per_agent = BYTES_PER_AGENT[(command, precision)]
-    return int(MARGIN * (FIXED_BYTES + per_agent * n_agents / max(n_devices, 1)))
+    return int(MARGIN * (FIXED_BYTES[command] + per_agent * n_agents / max(n_devices, 1)))
 
 
 def _meminfo_available() -> int | None:
@@ -118,7 +132,7 @@ def check_fits(command: str, n_agents: int, n_firms: int, precision: str, n_devi
     if have is None or need <= have:
         return
     devices = max(n_devices, 1)
-    room = max(have / MARGIN - FIXED_BYTES, 0.0) * devices  # bytes for the agents, over all devices
+    room = max(have / MARGIN - FIXED_BYTES[command], 0.0) * devices  # bytes for the agents, over all devices
 
     def most_agents(precision_: str) -> int:
         n = int(room / BYTES_PER_AGENT[(command, precision_)])

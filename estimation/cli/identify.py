@@ -7,6 +7,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from estimation import memory
 from estimation.cli.options import (
     add_from_option,
     add_model_options,
@@ -245,6 +246,8 @@ def run(args: argparse.Namespace) -> int:
     out = default_out(args, "identify")
     folder = RunFolder(out)
     folder.check(resume=False, force=args.force)
+    settings = inputs.settings
+    memory.check_fits("identify", settings.n_agents, settings.n_firms, settings.precision)
     # Only now the heavy work: draws, compilation, the batched programs.
     import jax
     import numpy as np

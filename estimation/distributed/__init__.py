@@ -27,7 +27,7 @@ How a process learns its place, first match wins:
 
 from __future__ import annotations
 
-from estimation.distributed.cuts import place_draws
+from estimation.distributed.cuts import agent_share, place_draws
 from estimation.distributed.join import collectives_available, initialize
 from estimation.distributed.launch import check_coordinator, resolve
 from estimation.distributed.state import (
@@ -50,7 +50,7 @@ from estimation.distributed.steps import agree, barrier
 from estimation.errors import ConfigError
 
 __all__ = [
-    "ConfigError", "DistributedError", "Launch", "agree", "barrier", "check_coordinator", "collectives_available",
+    "ConfigError", "DistributedError", "Launch", "agent_share", "agree", "barrier", "check_coordinator", "collectives_available",
     "initialize", "is_writer", "place_draws", "process_count", "process_index", "quiet_others", "report_error",
     "resolve",
     "CONNECT_TIMEOUT", "ENV_COORDINATOR", "ENV_HEARTBEAT", "ENV_NUM_PROCESSES", "ENV_PROCESS_ID", "ENV_SWITCH",

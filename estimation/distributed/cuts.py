@@ -30,3 +30,13 @@ def place_draws(draws):
                   "results, no speed-up)", file=sys.stderr)
         return draws
     return shard_draws(draws, jax.devices())
+
+
+def agent_share(n_agents: int) -> int:
+    """Over how many processes :func:`place_draws` splits ``n_agents`` agents: each holds 1/that of
+    them (1 with one process, or when N is not a multiple of the devices and every process holds all)."""
+    if _STATE.count == 1:
+        return 1
+    import jax
+
+    return _STATE.count if n_agents % jax.device_count() == 0 else 1

@@ -1,6 +1,7 @@
 """``calibrate``: the whole MSM estimation, from targets to inference, as named stages.
 
-1. ``validate``: every input, before any heavy work (``estimation.msm.config``).
+1. ``validate``: every input, before any heavy work (``estimation.msm.config``), and whether the
+   size fits in memory (``estimation.memory.check_fits``).
 2. draws: the estimation's draws, and the workers' assignment when it cannot move.
 3. optimisation: minimise g'Wg from several starts, all advanced together by one optax loop
    (Levenberg-Marquardt with exact Jacobians by default, ``estimation.msm.optimiser``),
@@ -29,7 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxmodel
-from estimation import distributed, inference
+from estimation import distributed, inference, memory
 from estimation.errors import NumericalError, OutputError
 from estimation.msm import noise, optimiser, sensitivity
 from estimation.msm.checkpoint import Checkpointer
@@ -78,6 +79,9 @@ def calibrate(
     """
     config = dataclasses.replace(config or CalibrationConfig(), **overrides)
     inputs = validate(config)
+    settings = inputs.settings
+    memory.check_fits("calibrate", settings.n_agents, settings.n_firms, settings.precision,
+                      distributed.agent_share(settings.n_agents))
     # The targeted moments, resolved (from --moments or the targets file's rows), go on record.
     used = inputs.targets.used
     config = dataclasses.replace(config, moments=None if len(used) == len(MOMENT_NAMES) else used)
