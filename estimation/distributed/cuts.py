@@ -17,24 +17,26 @@ def place_draws(draws):
     global arrays hold exactly the single-process draws. When N is not a multiple of the number of
     devices the draws stay local: every process then computes everything, the same numbers.
     """
-    if _STATE.count == 1:
+    n = draws.u_theta.shape[0]
+    if agent_share(n) == 1:
+        if _STATE.count > 1 and is_writer():
+            import jax
+
+            print(f"levelfield: warning: N = {n} is not a multiple of the {jax.device_count()} "
+                  f"devices of the {_STATE.count} processes; every process computes the whole model (same "
+                  "results, no speed-up)", file=sys.stderr)
         return draws
     import jax
 
     from jaxmodel.sharding import shard_draws
 
-    if draws.u_theta.shape[0] % jax.device_count():
-        if is_writer():
-            print(f"levelfield: warning: N = {draws.u_theta.shape[0]} is not a multiple of the {jax.device_count()} "
-                  f"devices of the {_STATE.count} processes; every process computes the whole model (same "
-                  "results, no speed-up)", file=sys.stderr)
-        return draws
     return shard_draws(draws, jax.devices())
 
 
 def agent_share(n_agents: int) -> int:
     """Over how many processes :func:`place_draws` splits ``n_agents`` agents: each holds 1/that of
-    them (1 with one process, or when N is not a multiple of the devices and every process holds all)."""
+    them (1 with one process, or when N is not a multiple of the devices and every process holds all).
+    The one rule of the cut, used by place_draws and by the memory check."""
     if _STATE.count == 1:
         return 1
     import jax
