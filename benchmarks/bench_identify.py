@@ -51,7 +51,7 @@ def main() -> int:
     assigned = jaxmodel.assign(base, draws, settings)
     theta = jax.numpy.asarray([float(getattr(base, n)) for n in free.names])
     one = jax.jit(ident._moments_and_jacobian, static_argnames="settings")
-    call = (theta, base, free.arrays(), draws, assigned)
+    call = (theta, ident.cold(settings), base, free.arrays(), draws, assigned)
     start = time.perf_counter()
     program = one.lower(*call, settings=settings).compile()
     compile_one = time.perf_counter() - start

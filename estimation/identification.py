@@ -50,6 +50,7 @@ import itertools
 import math
 import time
 from collections.abc import Callable, Sequence
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -78,12 +79,12 @@ QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 # --- The model, batched ----------------------------------------------------------------------------
 
 
-def _moments_and_jacobian(theta, base, free, draws, assigned, settings: Settings):
+def _moments_and_jacobian(theta, start, base, free, draws, assigned, settings: Settings):
     """G (m, k), m (m,), the larger fixed-point residual of the two states and their aggregates
-    (2, 3 O + F) at theta (k,), from a cold start."""
+    (2, 3 O + F) at theta (k,), the fixed points started from ``start`` (2, 3 O + F; NaN: cold)."""
 
     def f(t):
-        out = moments_at(params_with(base, t, free), draws, settings, cold(settings), assigned)
+        out = moments_at(params_with(base, t, free), draws, settings, start, assigned)
         v = out.vector()
         return v, (v, jnp.maximum(out.before["fp_residual"], out.after["fp_residual"]), out.aggregates)
 
@@ -91,21 +92,63 @@ def _moments_and_jacobian(theta, base, free, draws, assigned, settings: Settings
     return G, v, residual, aggregates
 
 
-def _moments_only(theta, base, free, draws, assigned, start, settings: Settings):
+def _moments_only(theta, start, base, free, draws, assigned, settings: Settings):
     out = moments_at(params_with(base, theta, free), draws, settings, start, assigned)
-    return out.vector(), jnp.maximum(out.before["fp_residual"], out.after["fp_residual"])
+    return out.vector(), jnp.maximum(out.before["fp_residual"], out.after["fp_residual"]), out.aggregates
 
 
-@functools.partial(jax.jit, static_argnames=("settings", "batch_size"))
-def _jacobians(thetas, base, free, draws, assigned, settings: Settings, batch_size: int):
-    return jax.lax.map(lambda t: _moments_and_jacobian(t, base, free, draws, assigned, settings), thetas,
-                       batch_size=batch_size)
+def _chained(point, thetas, start, tol):
+    """``point(theta, start)`` at every row of thetas (n, b, k), ``lax.scan`` over the n steps and
+    ``vmap`` over the b lanes; returns its outputs stacked (n, b, ...).
+
+    Each lane's fixed points start from the aggregates (the last output of ``point``) of the lane's
+    previous point where those converged (finite, residual <= tol), else from where that point
+    started; the first from ``start`` (b, 2, 3 O + F). The same fixed points to fp_tol as cold starts,
+    in fewer iterations when consecutive points are near (:func:`chain_order`).
+    """
+
+    def lanes(theta, begin):
+        if theta.shape[0] == 1:  # one lane: no vmap around the fixed-point loops
+            return jax.tree_util.tree_map(lambda x: x[None], point(theta[0], begin[0]))
+        return jax.vmap(point)(theta, begin)
+
+    def step(begin, theta):
+        out = lanes(theta, begin)
+        residual, aggregates = out[-2], out[-1]
+        good = jnp.all(jnp.isfinite(aggregates), axis=(1, 2)) & (residual <= tol)
+        return jnp.where(good[:, None, None], aggregates, begin), out
+
+    return jax.lax.scan(step, start, thetas)[1]
 
 
-@functools.partial(jax.jit, static_argnames=("settings", "batch_size"))
-def _moment_values(thetas, base, free, draws, assigned, start, settings: Settings, batch_size: int):
-    return jax.lax.map(lambda t: _moments_only(t, base, free, draws, assigned, start, settings), thetas,
-                       batch_size=batch_size)
+@functools.partial(jax.jit, static_argnames=("settings",))
+def _jacobians(thetas, start, base, free, draws, assigned, settings: Settings):
+    return _chained(lambda t, s: _moments_and_jacobian(t, s, base, free, draws, assigned, settings), thetas, start,
+                    settings.tol)
+
+
+@functools.partial(jax.jit, static_argnames=("settings",))
+def _moment_values(thetas, start, base, free, draws, assigned, settings: Settings):
+    return _chained(lambda t, s: _moments_only(t, s, base, free, draws, assigned, settings), thetas, start,
+                    settings.tol)
+
+
+def chain_order(thetas: np.ndarray, widths: np.ndarray, origin: np.ndarray | None = None) -> np.ndarray:
+    """(S,) an order of the rows of thetas (S, k) in which each is near the one before: greedy nearest
+    neighbour in the box-scaled distance sum_j ((theta_j - theta'_j) / width_j)^2, from the row nearest
+    ``origin`` (k,) (default: row 0). Deterministic (ties go to the lower row)."""
+    scaled = np.asarray(thetas, dtype=np.float64) / np.asarray(widths, dtype=np.float64)
+    n = scaled.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=np.int64)
+    here = scaled[0] if origin is None else np.asarray(origin, dtype=np.float64) / widths
+    left = np.ones(n, dtype=bool)
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        d = np.where(left, np.sum((scaled - here) ** 2, axis=1), np.inf)
+        j = int(np.argmin(d))
+        order[i], left[j], here = j, False, scaled[j]
+    return order
 
 
 #: Bytes of working memory per (agent x point x tangent+1) of the batched Jacobian program, an upper
@@ -158,51 +201,80 @@ class Model:
     start: object | None = None
 
 
-def _padded(thetas, batch: int) -> tuple[np.ndarray, int, int]:
-    """(thetas padded with copies of the last row to a multiple of the batch, the number of rows,
-    the batch): the batches of equal size that ``lax.map`` then runs share one compiled body (a
-    remainder would be a second one, and double the compile time)."""
-    thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
-    n = thetas.shape[0]
-    batches = -(-n // max(1, min(batch, n)))
-    b = -(-n // batches)
-    pad = batches * b - n
-    return np.vstack([thetas, np.repeat(thetas[-1:], pad, axis=0)]), n, b
+class _Layout(NamedTuple):
+    """S points laid out for :func:`_chained`: ``grid`` (n, b, k), lane j walking the stretch
+    j n .. (j + 1) n - 1 of the chain order ``order`` (S,), padded with copies of its last point to
+    n b rows (batches of equal size share one compiled body)."""
+
+    grid: np.ndarray
+    order: np.ndarray
+    n_points: int
+    batch: int
+
+    @classmethod
+    def of(cls, thetas, batch: int, widths: np.ndarray, origin: np.ndarray | None) -> _Layout:
+        thetas = np.atleast_2d(np.asarray(thetas, dtype=np.float64))
+        n_points, k = thetas.shape
+        widths = np.where(np.isfinite(widths) & (widths > 0), widths, 1.0)
+        order = chain_order(thetas, widths, origin)
+        steps = -(-n_points // max(1, min(batch, n_points)))
+        b = -(-n_points // steps)
+        chained = thetas[order]
+        padded = np.vstack([chained, np.repeat(chained[-1:], steps * b - n_points, axis=0)])
+        return cls(padded.reshape(b, steps, k).transpose(1, 0, 2), order, n_points, b)
+
+    def start(self, model: Model) -> jax.Array:
+        """(b, 2, 3 O + F) every lane's first start: the model's warm start, or cold."""
+        first = cold(model.settings) if model.start is None else jnp.asarray(model.start, model.settings.dtype)
+        return jnp.broadcast_to(first, (self.batch, *first.shape))
+
+    def back(self, out: jax.Array) -> np.ndarray:
+        """An output (n, b, ...) of :func:`_chained` as (S, ...) in the order of the points given."""
+        out = np.asarray(out, dtype=np.float64)
+        rows = np.swapaxes(out, 0, 1).reshape(-1, *out.shape[2:])[: self.n_points]
+        back = np.empty_like(rows)
+        back[self.order] = rows
+        return back
+
+
+def _widths(model: Model) -> np.ndarray:
+    return np.asarray(model.free.upper, dtype=np.float64) - np.asarray(model.free.lower, dtype=np.float64)
+
+
+def _run(program_fn, model: Model, layout: _Layout) -> tuple[tuple, float, float]:
+    args = (jnp.asarray(layout.grid, dtype=model.settings.dtype), layout.start(model), model.base, model.free.arrays(),
+            model.draws, model.assigned)
+    start = time.perf_counter()
+    program = program_fn.lower(*args, settings=model.settings).compile()
+    compiled = time.perf_counter()
+    out = jax.block_until_ready(program(*args))
+    return out, compiled - start, time.perf_counter() - compiled
 
 
 def jacobians(model: Model, thetas: np.ndarray, batch: int | None = None) -> dict:
     """G (S, m, k), moments (S, m), fixed-point residuals (S,) and aggregates (S, 2, 3 O + F) at S
     points thetas (S, k), in one compiled program; also its compile and run time (seconds) and the
-    batch size used."""
-    thetas, n, b = _padded(thetas, batch or batch_size(model.settings.n_agents, model.free.size, len(thetas)))
-    args = (jnp.asarray(thetas, dtype=model.settings.dtype), model.base, model.free.arrays(), model.draws,
-            model.assigned)
-    start = time.perf_counter()
-    program = _jacobians.lower(*args, settings=model.settings, batch_size=b).compile()
-    compiled = time.perf_counter()
-    G, m, residual, aggregates = program(*args)
-    G.block_until_ready()
-    done = time.perf_counter()
-    return {"jacobian": np.asarray(G, dtype=np.float64)[:n], "moments": np.asarray(m, dtype=np.float64)[:n],
-            "fp_residual": np.asarray(residual, dtype=np.float64)[:n],
-            "aggregates": np.asarray(aggregates, dtype=np.float64)[:n], "batch_size": b,
-            "compile_s": compiled - start, "run_s": done - compiled}
+    batch size used. The points run in :func:`chain_order` from row 0, each lane's fixed points
+    starting from its previous point's (:func:`_chained`), the first from ``model.start`` or cold."""
+    thetas = np.atleast_2d(thetas)
+    layout = _Layout.of(thetas, batch or batch_size(model.settings.n_agents, model.free.size, len(thetas)),
+                        _widths(model), None)
+    (G, m, residual, aggregates), compile_s, run_s = _run(_jacobians, model, layout)
+    return {"jacobian": layout.back(G), "moments": layout.back(m), "fp_residual": layout.back(residual),
+            "aggregates": layout.back(aggregates), "batch_size": layout.batch, "compile_s": compile_s, "run_s": run_s}
 
 
-def moment_values(model: Model, thetas: np.ndarray, batch: int | None = None) -> dict:
-    """Moments (S, m) and fixed-point residuals (S,) at thetas (S, k), one compiled program."""
-    thetas, n, b = _padded(thetas, batch or batch_size(model.settings.n_agents, 0, len(thetas)))
-    warm = cold(model.settings) if model.start is None else jnp.asarray(model.start, model.settings.dtype)
-    args = (jnp.asarray(thetas, dtype=model.settings.dtype), model.base, model.free.arrays(), model.draws,
-            model.assigned, warm)
-    start = time.perf_counter()
-    program = _moment_values.lower(*args, settings=model.settings, batch_size=b).compile()
-    compiled = time.perf_counter()
-    m, residual = program(*args)
-    m.block_until_ready()
-    done = time.perf_counter()
-    return {"moments": np.asarray(m, dtype=np.float64)[:n], "fp_residual": np.asarray(residual, dtype=np.float64)[:n],
-            "batch_size": b, "compile_s": compiled - start, "run_s": done - compiled}
+def moment_values(model: Model, thetas: np.ndarray, batch: int | None = None, origin: np.ndarray | None = None) -> dict:
+    """Moments (S, m) and fixed-point residuals (S,) at thetas (S, k), one compiled program.
+
+    The points run in :func:`chain_order` from the one nearest ``origin`` (k,), the point where
+    ``model.start`` was solved (default: row 0), each lane's fixed points from its previous point's.
+    """
+    thetas = np.atleast_2d(thetas)
+    layout = _Layout.of(thetas, batch or batch_size(model.settings.n_agents, 0, len(thetas)), _widths(model), origin)
+    (m, residual, _), compile_s, run_s = _run(_moment_values, model, layout)
+    return {"moments": layout.back(m), "fp_residual": layout.back(residual), "batch_size": layout.batch,
+            "compile_s": compile_s, "run_s": run_s}
 
 
 # --- Diagnostics at one point (pure NumPy) --------------------------------------------------------
@@ -771,7 +843,7 @@ def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.nd
         # Their fixed points start from the point's (the same fixed points to fp_tol, in fewer
         # iterations: every slice and contour point differs from it in one or two parameters).
         near = model if model.start is not None else dataclasses.replace(model, start=run["aggregates"][0])
-        values = moment_values(near, np.vstack(rows + ([regime_thetas] if n_regime else [])), batch)
+        values = moment_values(near, np.vstack(rows + ([regime_thetas] if n_regime else [])), batch, origin=theta)
         timing["slices"] = {k: values[k] for k in ("compile_s", "run_s", "batch_size")}
         q = criterion(values["moments"][:len(values["moments"]) - n_regime], targets, weights)
         cut = 0

@@ -332,7 +332,7 @@ def _regime_uncertainty(theta: np.ndarray, cov: np.ndarray, model: np.ndarray, j
                                    assigned=problem.assigned, start=aggregates)
 
     def delta_gini_at(thetas: np.ndarray) -> np.ndarray:
-        return identification.moment_values(batched, thetas)["moments"][:, gini]
+        return identification.moment_values(batched, thetas, origin=theta)["moments"][:, gini]
 
     key = jax.random.fold_in(jax.random.key(config.seed), REGIME_KEY)
     out = regimes.regime_uncertainty(float(model[gini]), jac[gini], cov, theta, inputs.free.lower, inputs.free.upper,
