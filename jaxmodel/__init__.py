@@ -6,9 +6,18 @@ in the process then defaults to 64-bit types too. ``Settings(precision="float32"
 for GPU throughput. To keep JAX's 32-bit default, opt out after the import with the one line
 ``jax.config.update("jax_enable_x64", False)`` and use ``Settings(precision="float32")`` (JAX
 truncates the float64 settings to float32 then, with a warning).
+
+Importing it also appends the XLA options of :mod:`jaxmodel.compilation` to ``XLA_FLAGS`` (on a
+jaxlib known to have them; ``LEVELFIELD_XLA_OPTIONS=off`` leaves ``XLA_FLAGS`` alone): XLA:CPU's
+YNNPACK library fusions off, which makes the model's programs faster on the CPU. Like x64, this holds
+for the whole process, from the start of its first JAX backend.
 """
 
-import jax
+from jaxmodel import compilation
+
+compilation.apply()
+
+import jax  # noqa: E402
 
 jax.config.update("jax_enable_x64", True)
 
