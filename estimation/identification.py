@@ -159,9 +159,9 @@ DEFAULT_BATCH_MEMORY = 4e9
 
 
 def batch_size(n_agents: int, k: int, n_points: int, memory: float | None = None) -> int:
-    """Points per vmapped batch of ``lax.map`` so that one batch fits in ``memory`` bytes.
+    """Points per vmapped batch (the lanes of :func:`_chained`) so that one batch fits in ``memory`` bytes.
 
-    The whole sample is one vmap when it fits (a GPU with its memory); otherwise ``lax.map`` runs
+    The whole sample is one vmap when it fits (a GPU with its memory); otherwise ``lax.scan`` runs
     batches of that many points in one compiled program. ``memory`` defaults to 60% of the
     device's limit where the device reports one. On the CPU (no ``memory`` given) the batch is
     one point: there a vmapped batch costs its points one after the other anyway, and runs every
