@@ -31,7 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=(
             "Compiled programs are kept in a persistent cache (~/.cache/levelfield/xla, or "
             "$LEVELFIELD_CACHE_DIR; LEVELFIELD_CACHE_DIR=off turns it off), so a second run of the same "
-            "model size starts faster with the same results. Bad input exits with code 2."
+            "model size starts faster with the same results. XLA:CPU's library fusions are switched off "
+            "for speed (jaxmodel.compilation; LEVELFIELD_XLA_OPTIONS=off keeps XLA's defaults). "
+            "Bad input exits with code 2."
         ),
     )
     try:
