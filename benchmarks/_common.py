@@ -16,7 +16,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def environment(*packages: str) -> dict:
-    """The device, the machine and the versions (jax, jaxlib, numpy and ``packages``), with the date."""
+    """The device, the machine, the versions (jax, jaxlib, numpy and ``packages``) and ``XLA_FLAGS``, with the date."""
     import importlib.metadata
 
     import jax
@@ -40,6 +40,8 @@ def environment(*packages: str) -> dict:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
+    # The XLA options `import jaxmodel` set (jaxmodel.compilation), as this process runs with them.
+    out["xla_flags"] = os.environ.get("XLA_FLAGS", "")
     out["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return out
 
