@@ -28,13 +28,13 @@ BYTES_PER_AGENT: dict[tuple[str, str], int] = {
     ("simulate", "float32"): 215,
     # calibrate: the slope of runs at 1e5, 3e5 and 6e5 agents is 2,240-2,290 bytes in float64 and
     # 1,250-1,490 in float32 with XLA:CPU's library fusions off (jaxmodel.compilation; 3,370-3,560 and
-    # 1,110-2,170 with them on), memory_calibrate.json; identify: 3,680-4,270 and 2,080-2,370
-    # (memory_identify.json, measured with them on, an upper bound). Forward-mode Jacobians in k
+    # 1,110-2,170 with them on), memory_calibrate.json; identify: 2,460-2,490 and 940-1,520 (3,680-4,270
+    # and 2,080-2,370 with them on), memory_identify.json. Forward-mode Jacobians in k
     # parameters carry k + 1 copies of the per-agent arrays (about 6 x the 370 bytes of simulate at k = 5).
     ("calibrate", "float64"): 2400,
     ("calibrate", "float32"): 1450,
-    ("identify", "float64"): 3900,
-    ("identify", "float32"): 2200,
+    ("identify", "float64"): 2600,
+    ("identify", "float32"): 1550,
 }
 #: The part of a process's peak that does not grow with N (interpreter, JAX, compiler), per command.
 FIXED_BYTES: dict[str, int] = {
