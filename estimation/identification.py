@@ -237,8 +237,9 @@ class _Layout(NamedTuple):
         return back
 
 
-def _widths(model: Model) -> np.ndarray:
-    return np.asarray(model.free.upper, dtype=np.float64) - np.asarray(model.free.lower, dtype=np.float64)
+def _widths(free: FreeParameters) -> np.ndarray:
+    """(k,) the search box's width of each free parameter."""
+    return np.asarray(free.upper, dtype=np.float64) - np.asarray(free.lower, dtype=np.float64)
 
 
 def _run(program_fn, model: Model, layout: _Layout) -> tuple[tuple, float, float]:
@@ -258,7 +259,7 @@ def jacobians(model: Model, thetas: np.ndarray, batch: int | None = None) -> dic
     starting from its previous point's (:func:`_chained`), the first from ``model.start`` or cold."""
     thetas = np.atleast_2d(thetas)
     layout = _Layout.of(thetas, batch or batch_size(model.settings.n_agents, model.free.size, len(thetas)),
-                        _widths(model), None)
+                        _widths(model.free), None)
     (G, m, residual, aggregates), compile_s, run_s = _run(_jacobians, model, layout)
     return {"jacobian": layout.back(G), "moments": layout.back(m), "fp_residual": layout.back(residual),
             "aggregates": layout.back(aggregates), "batch_size": layout.batch, "compile_s": compile_s, "run_s": run_s}
@@ -271,7 +272,7 @@ def moment_values(model: Model, thetas: np.ndarray, batch: int | None = None, or
     ``model.start`` was solved (default: row 0), each lane's fixed points from its previous point's.
     """
     thetas = np.atleast_2d(thetas)
-    layout = _Layout.of(thetas, batch or batch_size(model.settings.n_agents, 0, len(thetas)), _widths(model), origin)
+    layout = _Layout.of(thetas, batch or batch_size(model.settings.n_agents, 0, len(thetas)), _widths(model.free), origin)
     (m, residual, _), compile_s, run_s = _run(_moment_values, model, layout)
     return {"moments": layout.back(m), "fp_residual": layout.back(residual), "batch_size": layout.batch,
             "compile_s": compile_s, "run_s": run_s}
@@ -777,7 +778,7 @@ class Study:
 
     @property
     def widths(self) -> np.ndarray:
-        return np.asarray(self.free.upper) - np.asarray(self.free.lower)
+        return _widths(self.free)
 
 
 def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.ndarray, weights: np.ndarray,
@@ -797,7 +798,7 @@ def study(model: Model, theta: np.ndarray, targets: np.ndarray, target_se: np.nd
     say = progress or (lambda text: None)
     free = model.free
     names = free.names
-    widths = np.asarray(free.upper) - np.asarray(free.lower)
+    widths = _widths(free)
     theta = np.asarray(theta, dtype=np.float64)
     weights = np.asarray(weights, dtype=np.float64)
     timing: dict = {}

@@ -32,8 +32,8 @@ OFF = frozenset({"off", "0", "none", "false", "no"})
 
 def release(version: str) -> tuple[int, int]:
     """(major, minor) of a version string such as "0.10.2" or "0.12.0.1"."""
-    parts = [int(m.group()) if (m := re.match(r"\d+", part)) else 0 for part in version.split(".")[:2]]
-    return (parts + [0, 0])[0], (parts + [0, 0])[1]
+    major, minor = ([int(m.group()) if (m := re.match(r"\d+", part)) else 0 for part in version.split(".")] + [0])[:2]
+    return major, minor
 
 
 def options(version: str, environ: MutableMapping[str, str]) -> dict[str, str]:

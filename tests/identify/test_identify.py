@@ -310,7 +310,7 @@ def test_chained_warm_starts_give_the_cold_start_answers():
     model = _model("additive", names)
     free = model.free
     thetas = ident.sobol_points(free, 7, seed=4)
-    order = ident.chain_order(thetas, ident._widths(model))
+    order = ident.chain_order(thetas, ident._widths(model.free))
     assert sorted(order.tolist()) == list(range(7)) and order[0] == 0
     run = ident.jacobians(model, thetas, batch=batch)
     assert run["batch_size"] == batch
