@@ -46,6 +46,21 @@ def environment(*packages: str) -> dict:
     return out
 
 
+def revision() -> str:
+    """The git commit the benchmarks run from, with "+changes" when the working tree differs from
+    it, or "unknown" outside a git checkout."""
+    import subprocess
+
+    try:
+        commit = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], capture_output=True, text=True,
+                                check=True).stdout.strip()
+        changed = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--untracked-files=no"],
+                                 capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("+changes" if changed else "")
+
+
 def write_json(path: Path, payload) -> None:
     """Write ``payload`` as indented JSON, atomically (the project's own writer), and say where."""
     from estimation.output.runfiles import atomic_write_json

@@ -29,6 +29,7 @@ best criterion so far, normalised to 1 at the start and 0 at the best, the media
 
     python benchmarks/bench_optimisers.py                       # 3 problems x 20 starts at N = 2x10^4
     python benchmarks/bench_optimisers.py --agents 2000 --starts 2 --problems default --optimizers lm scipy_trf
+    python benchmarks/bench_optimisers.py --resume                # after an interruption: runs what is missing
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from benchmarks._common import RESULTS, environment, write_json  # noqa: E402
+from benchmarks._common import RESULTS, environment, revision, write_json  # noqa: E402
 
 #: The problems: free set and search bounds that replace the default box. "default" is the
 #: calibration of ``levelfield calibrate`` (sigma_nu ends at its bound 0); "six" adds psi (the
@@ -492,9 +493,18 @@ def bench_problem(name: str, optimizers: list[str], args: argparse.Namespace, pa
     starts = starting_points(setup.free, setup.base, args.starts, args.seed)
     problem = {"free": list(setup.free.names), "bounds": [list(b) for b in zip(setup.free.lower, setup.free.upper)],
                "starts": starts.tolist(), "optimizers": {}}
+    kept = payload["problems"].get(name)
+    if kept is not None:  # --resume: the optimisers this problem has already run, from the same starts
+        if kept["free"] != problem["free"] or not np.allclose(kept["starts"], problem["starts"], rtol=0, atol=0):
+            raise SystemExit(f"--resume: {args.out} holds problem {name!r} with other parameters or starts")
+        problem["optimizers"] = {k: v for k, v in kept["optimizers"].items() if len(v["runs"]) == args.starts}
     payload["problems"][name] = problem
     for optimizer in optimizers:
-        problem["optimizers"][optimizer] = run_optimizer(optimizer, setup, starts)
+        if optimizer in problem["optimizers"]:
+            print(f"  {name} {optimizer}: kept from {args.out}", file=sys.stderr)
+            continue
+        problem["optimizers"][optimizer] = {"revision": revision(), "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+                                            **run_optimizer(optimizer, setup, starts)}
         problem["summary"] = summarise(problem, args.rtol)
         write_json(args.out, payload)
     best = np.array(list(problem["summary"]["best_theta"].values()))
@@ -540,19 +550,38 @@ def main() -> int:
                         help="a start solves a problem when its best criterion is within rtol (relative) of the best")
     parser.add_argument("--note", default="", help="recorded in the JSON (e.g. why fewer starts)")
     parser.add_argument("--out", type=Path, default=RESULTS / "optimisers.json")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the (problem, optimiser) runs --out already holds with these settings and run "
+                             "the rest (a benchmark longer than a session, run in parts)")
     args = parser.parse_args()
     import jaxmodel  # noqa: F401 - sets float64
 
+    settings = {"n_agents": args.agents, "n_firms": "CalibrationConfig's default", "starts": args.starts,
+                "seed": args.seed, "rtol": args.rtol, "loop_tolerances": TOLERANCES, "trf_tolerances": TRF_TOLERANCES,
+                "solved": "best criterion so far <= Q* + rtol |Q*|, Q* the best over all runs of the problem",
+                "note": args.note}
+    earlier = None
+    if args.resume and args.out.exists():
+        import json
+
+        earlier = json.loads(args.out.read_text())
+        differ = [k for k in ("n_agents", "starts", "seed", "rtol", "loop_tolerances", "trf_tolerances")
+                  if earlier["settings"].get(k) != settings[k]]
+        if differ:
+            raise SystemExit(f"--resume: {args.out} was run with other settings ({', '.join(differ)}); "
+                             "give another --out or the same settings")
     payload = {
         "benchmark": "optimisers", "environment": environment("optax", "scipy", "estimagic", "DFO-LS", "matplotlib"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
-        "settings": {"n_agents": args.agents, "n_firms": "CalibrationConfig's default", "starts": args.starts,
-                     "seed": args.seed, "rtol": args.rtol, "loop_tolerances": TOLERANCES, "trf_tolerances": TRF_TOLERANCES,
-                     "solved": "best criterion so far <= Q* + rtol |Q*|, Q* the best over all runs of the problem",
-                     "note": args.note},
+        "settings": settings,
         "load_average_start": os.getloadavg(), "optimizers": {k: _description(k) for k in args.optimizers},
         "problems": {},
     }
+    if earlier is not None:
+        payload["problems"] = earlier["problems"]
+        payload["optimizers"] = {**earlier.get("optimizers", {}), **payload["optimizers"]}
+        payload["earlier_parts"] = earlier.get("earlier_parts", []) + [
+            {k: earlier.get(k) for k in ("environment", "command", "wall_s", "load_average_start", "load_average_end")}]
     started = time.perf_counter()
     for name in args.problems:
         bench_problem(name, args.optimizers, args, payload)
