@@ -4,14 +4,25 @@ The MSM criterion is Q(theta) = |r(theta)|^2 with residuals r = C' (m(theta) - m
 a small nonlinear least-squares problem (six residuals, k <= 28 parameters) over a box
 lower <= theta <= upper. Each step minimises the damped quadratic model
 
-    q(d) = r'J d + d' (J'J + S) d / 2 + lam d' D d / 2,   lower <= theta + d <= upper,
+    q(d) = g'd + d' (J'J + S) d / 2 + lam d' D d / 2 + d' A d / 2,   g = J'r,
+    beta (lower - theta) <= d <= beta (upper - theta),
 
 with J = dr/dtheta, D = diag(J'J) (Marquardt's scaling, floored for columns that vanish) and S a
 secant estimate of the curvature sum_i r_i Hess r_i that Gauss-Newton leaves out (the structured
 update of NL2SOL, Dennis, Gay and Welsch 1981), which matters where a moment is flat to first
-order (a dispersion parameter at 0 whose moments move with its square). The model is a strictly
-convex quadratic over a box; :func:`box_qp` solves it exactly by a primal active-set method, so a
-bound that binds is an active constraint, met exactly.
+order (a dispersion parameter at 0 whose moments move with its square). A and beta keep the
+iterates off the bounds until a bound is where the criterion wants them, as the interior
+(trust-region reflective) methods do, after Coleman and Li (1996): A = diag(|g_i| / v_i), with v_i
+the distance to the bound that g pushes theta_i towards (no term where that bound is infinite or
+g_i = 0), makes a step towards a near bound as dear as its own length; the box is the bounds'
+box shrunk towards theta by beta = max(0.995, 1 - max_i |g_i v_i|) (scipy's trf's step-back).
+A variable that the step leaves within :data:`SNAP` of its width from the bound it moves towards
+is put on that bound, so that a bound that binds is met exactly, and a variable on its bound stays
+there while g pushes it out (its box is [0, 0] on that side). Measured from the 10 Sobol starts
+of ``benchmarks/bench_optimisers.py``: the box-only step (A = 0, beta = 1: straight onto a bound
+as soon as the linear model points there) reached the best criterion from 17 of 30 (problem,
+start) pairs, this step from 21, scipy's trf from 25. The model is a strictly convex quadratic
+over a box; :func:`box_qp` solves it exactly by a primal active-set method.
 
 :func:`scale_by_bounded_lm` is an ``optax.GradientTransformationExtraArgs``: its ``update`` takes
 the residuals and their Jacobian at ``params`` as the extra arguments ``residuals`` and
@@ -42,6 +53,11 @@ LM_LAMBDA_MAX = 1e12
 LM_LAMBDA_STOP = 1e-12
 #: Doublings of the Gauss-Newton model's shift tried to make its Cholesky factor finite.
 GN_DOUBLINGS = 200
+#: Least step-back from the bounds (the box of a step is the bounds' box shrunk by this factor).
+STEP_BACK = 0.995
+#: A variable that a step leaves within this share of its width in the box from the bound it
+#: moves towards is put on that bound (where infinite bounds leave no width: max(|theta|, 1)).
+SNAP = 1e-4
 
 
 class ScaleByBoundedLMState(NamedTuple):
@@ -179,17 +195,38 @@ def _factor_model(JtJ, S, D, lam):
     return H, jnp.where(definite, S, jnp.zeros_like(S))
 
 
+def widths(theta: jax.Array, lower: jax.Array, upper: jax.Array) -> jax.Array:
+    """Each parameter's width in the box, upper - lower, or max(|theta|, 1) where it is infinite: (k,)."""
+    span = upper - lower
+    return jnp.where(jnp.isfinite(span), span, jnp.maximum(jnp.abs(theta), 1.0))
+
+
+def affine_scaling(theta: jax.Array, grad: jax.Array, lower: jax.Array, upper: jax.Array):
+    """Coleman and Li's distances: v_i = upper_i - theta_i where g_i < 0 and upper_i is finite,
+    theta_i - lower_i where g_i > 0 and lower_i is finite, else 1; and whether v_i is such a distance.
+
+    Returns:
+        (v (k,), toward (k,) bool).
+    """
+    up = (grad < 0) & jnp.isfinite(upper)
+    down = (grad > 0) & jnp.isfinite(lower)
+    return jnp.where(up, upper - theta, jnp.where(down, theta - lower, 1.0)), up | down
+
+
 def box_step(r: jax.Array, J: jax.Array, S: jax.Array, lam: jax.Array, theta: jax.Array,
-             lower: jax.Array, upper: jax.Array) -> tuple[jax.Array, jax.Array]:
+             lower: jax.Array, upper: jax.Array, interior: bool = True) -> tuple[jax.Array, jax.Array]:
     """The damped model's step within the bounds and the decrease of Q it predicts.
 
-    The model of Q/2 = |r|^2/2 is r'J d + d'(J'J + S)d/2 (Gauss-Newton plus the secant term); the
-    step minimises it plus lam d'Dd/2 (D = diag(J'J), floored at 1e-12 of its largest entry)
-    subject to lower <= theta + d <= upper (:func:`box_qp`).
+    The model of Q/2 = |r|^2/2 is g'd + d'(J'J + S)d/2 with g = J'r (Gauss-Newton plus the secant
+    term); the step minimises it plus lam d'Dd/2 (D = diag(J'J), floored at 1e-12 of its largest
+    entry) by :func:`box_qp`. With ``interior`` (the module docstring): plus d'Ad/2 with
+    A = diag(|g_i| / v_i), in the bounds' box shrunk towards theta by
+    beta = max(STEP_BACK, 1 - max |g_i v_i|), and a variable left within SNAP of its width from the
+    bound it moves towards goes onto it. Without: subject to lower <= theta + d <= upper alone.
 
     Args:
         r: (m,) residuals; J: (m, k) dr/dtheta; S: (k, k) secant curvature; lam: () damping;
-        theta: (k,) the point; lower, upper: (k,) its bounds.
+        theta: (k,) the point; lower, upper: (k,) its bounds; interior: static.
 
     Returns:
         The step (k,) and the decrease of Q = |r|^2 the undamped model predicts for it ().
@@ -199,7 +236,19 @@ def box_step(r: jax.Array, J: jax.Array, S: jax.Array, lam: jax.Array, theta: ja
     D = jnp.maximum(diag, 1e-12 * jnp.maximum(jnp.max(diag, initial=0.0), 1e-300))
     grad = J.T @ r
     H, curvature = _factor_model(JtJ, S, D, lam)
-    step = box_qp(H, grad, jnp.minimum(lower - theta, 0.0), jnp.maximum(upper - theta, 0.0))
+    low, high = jnp.minimum(lower - theta, 0.0), jnp.maximum(upper - theta, 0.0)
+    if interior:
+        v, toward = affine_scaling(theta, grad, lower, upper)
+        near = toward & (v > 0)  # on its bound, a variable's box side is 0 already
+        H = H + jnp.diag(jnp.where(near, jnp.abs(grad) / jnp.where(near, v, 1.0), 0.0))
+        beta = jnp.maximum(STEP_BACK, 1.0 - jnp.max(jnp.abs(grad * v)))
+        step = box_qp(H, grad, beta * low, beta * high)
+        width = widths(theta, lower, upper)
+        onto_low = (step < 0) & (theta + step - lower <= SNAP * width)
+        onto_high = (step > 0) & (upper - (theta + step) <= SNAP * width)
+        step = jnp.where(onto_low, low, jnp.where(onto_high, high, step))
+    else:
+        step = box_qp(H, grad, low, high)
     predicted = -2.0 * (grad @ step) - step @ (JtJ + curvature) @ step
     return step, predicted
 
@@ -273,7 +322,7 @@ def _stopping_status(judged: ScaleByBoundedLMState, finite: jax.Array, safe_r: j
     theta, value = judged.theta, judged.value
     grad = projected_gradient(theta, 2.0 * judged.jacobian.T @ judged.residuals, lower, upper)
     _, best_decrease = box_step(safe_r, safe_J, safe_S, jnp.asarray(LM_LAMBDA_STOP, judged.lam.dtype), theta,
-                                lower, upper)
+                                lower, upper, interior=False)
     threshold = ftol * (1.0 + jnp.abs(value))
     return jnp.select(
         [~finite, jnp.max(jnp.abs(grad)) <= gtol, judged.stalls >= patience, best_decrease <= threshold,
@@ -283,8 +332,8 @@ def _stopping_status(judged: ScaleByBoundedLMState, finite: jax.Array, safe_r: j
 
 
 def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol: float = 1e-10, patience: int = 3,
-                        lambda0: float = LM_LAMBDA0,
-                        lambda_max: float = LM_LAMBDA_MAX) -> optax.GradientTransformationExtraArgs:
+                        lambda0: float = LM_LAMBDA0, lambda_max: float = LM_LAMBDA_MAX,
+                        interior: bool = True) -> optax.GradientTransformationExtraArgs:
     r"""Bounded Levenberg-Marquardt with NL2SOL's secant term (see the module docstring).
 
     ``update(updates, state, params, *, residuals, jacobian)``: ``residuals`` (m,) and
@@ -307,6 +356,8 @@ def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol
         lower, upper: (k,) bounds of theta (+-inf where none).
         n_residuals: m, the length of r (the state's arrays have fixed shapes).
         gtol, ftol, patience: stopping rules; lambda0, lambda_max: damping (see above).
+        interior: the step of the module docstring (default); False: the box-only step (A = 0,
+            beta = 1, no snapping), the exact minimiser of the damped model in the bounds' box.
     """
     lower = jnp.asarray(lower, jnp.float64)
     upper = jnp.asarray(upper, jnp.float64)
@@ -334,7 +385,7 @@ def scale_by_bounded_lm(lower, upper, n_residuals: int, gtol: float = 1e-6, ftol
         status = _stopping_status(judged, finite, safe_r, safe_J, safe_S, lower, upper, gtol, ftol, patience,
                                   lambda_max)
         # Propose the next trial point from the accepted one.
-        d, predicted = box_step(safe_r, safe_J, safe_S, lam, theta, lower, upper)
+        d, predicted = box_step(safe_r, safe_J, safe_S, lam, theta, lower, upper, interior)
         trial = jnp.clip(theta + d, lower, upper)
         running = status == RUNNING
         trial = jnp.where(running, trial, theta)

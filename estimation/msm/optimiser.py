@@ -276,7 +276,9 @@ class LevenbergMarquardt(Method):
     def settings(self) -> dict:
         return {"transformation": "estimation.msm.lm.scale_by_bounded_lm", "scale": self.scale,
                 "lambda0": lm.LM_LAMBDA0, "lambda_max": lm.LM_LAMBDA_MAX, "secant": "NL2SOL structured update",
-                "step": "exact minimiser of the damped model in the box (primal active set)"}
+                "step": "exact minimiser of the damped model (with Coleman-Li's affine-scaling term) in the box "
+                        f"stepped back by max({lm.STEP_BACK}, 1 - |g v|) (primal active set); a variable within "
+                        f"{lm.SNAP:g} of its width from a bound goes onto it"}
 
     def transformation(self, problem: Problem, tol: Tolerances):
         return lm.scale_by_bounded_lm(problem.free.lower, problem.free.upper, problem.targets.shape[0],

@@ -62,37 +62,112 @@ def _linear_problem():
     return A, b
 
 
-@pytest.mark.parametrize("bounded", [False, True], ids=["free", "binding-bound"])
-def test_the_first_step_is_the_bounded_minimiser_of_the_damped_model(bounded):
-    """From theta0 the update moves to theta0 + d with d = argmin r'Jd + d'(J'J + lam D)d/2 in the
-    box (S = 0 before any secant update, lam = LM_LAMBDA0, D = diag(J'J)), as BVLS finds it; with
-    a binding bound d reaches it exactly. Tolerance 1e-12: the same exact minimiser, rounding only."""
+def _first_step(theta0, lower, upper, interior=True):
+    """The first update's step from theta0 on the linear problem: (step, state)."""
     A, b = _linear_problem()
-    theta0 = np.array([0.3, -0.2, 0.1])
-    lower = np.array([-np.inf, -np.inf, -np.inf])
-    upper = np.array([np.inf, np.inf, np.inf])
-    if bounded:
-        free_step = _bvls(A.T @ A + lm.LM_LAMBDA0 * np.diag(np.diag(A.T @ A)), A.T @ (A @ theta0 - b),
-                          lower - theta0, upper - theta0)
-        j = int(np.argmax(np.abs(free_step)))
-        # A bound half way along the free step's largest component: it binds.
-        if free_step[j] > 0:
-            upper[j] = theta0[j] + 0.5 * free_step[j]
-        else:
-            lower[j] = theta0[j] + 0.5 * free_step[j]
-    tx = lm.scale_by_bounded_lm(lower, upper, n_residuals=6, gtol=1e-14, ftol=1e-14)
+    tx = lm.scale_by_bounded_lm(lower, upper, n_residuals=6, gtol=1e-14, ftol=1e-14, interior=interior)
     params = jnp.asarray(theta0)
     state = tx.init(params)
-    r, J = A @ theta0 - b, A
-    updates, state = jax.jit(tx.update)(jnp.zeros(3), state, params, residuals=jnp.asarray(r), jacobian=jnp.asarray(J))
-    step = np.asarray(optax.apply_updates(params, updates)) - theta0
-    JtJ = J.T @ J
-    expected = _bvls(JtJ + lm.LM_LAMBDA0 * np.diag(np.diag(JtJ)), J.T @ r, lower - theta0, upper - theta0)
+    r = A @ theta0 - b
+    updates, state = jax.jit(tx.update)(jnp.zeros(3), state, params, residuals=jnp.asarray(r), jacobian=jnp.asarray(A))
+    return np.asarray(optax.apply_updates(params, updates)) - theta0, state
+
+
+def _interior_reference(theta0, lower, upper):
+    """The interior step of the module docstring, computed here in NumPy with scipy's BVLS: the
+    damped model plus A = diag(|g_i| / v_i) (v_i the distance to the bound g pushes theta_i
+    towards, where finite), in the box shrunk by beta = max(0.995, 1 - max |g_i v_i|), then onto a
+    bound that the step leaves within SNAP of the width."""
+    A, b = _linear_problem()
+    r = A @ theta0 - b
+    JtJ, g = A.T @ A, A.T @ r
+    up, down = (g < 0) & np.isfinite(upper), (g > 0) & np.isfinite(lower)
+    v = np.where(up, upper - theta0, np.where(down, theta0 - lower, 1.0))
+    H = JtJ + lm.LM_LAMBDA0 * np.diag(np.diag(JtJ)) + np.diag(np.where(up | down, np.abs(g) / v, 0.0))
+    beta = max(lm.STEP_BACK, 1.0 - np.max(np.abs(g * v)))
+    low, high = np.minimum(lower - theta0, 0.0), np.maximum(upper - theta0, 0.0)
+    d = _bvls(H, g, beta * low, beta * high)
+    span = upper - lower
+    width = np.where(np.isfinite(span), span, np.maximum(np.abs(theta0), 1.0))
+    d = np.where((d < 0) & (theta0 + d - lower <= lm.SNAP * width), low, d)
+    return np.where((d > 0) & (upper - theta0 - d <= lm.SNAP * width), high, d)
+
+
+def _bound_across_the_free_step(theta0, share):
+    """Bounds with one of them ``share`` of the way along the free step's largest component."""
+    A, b = _linear_problem()
+    lower, upper = np.full(3, -np.inf), np.full(3, np.inf)
+    JtJ = A.T @ A
+    free_step = _bvls(JtJ + lm.LM_LAMBDA0 * np.diag(np.diag(JtJ)), A.T @ (A @ theta0 - b), lower - theta0,
+                      upper - theta0)
+    j = int(np.argmax(np.abs(free_step)))
+    if free_step[j] > 0:
+        upper[j] = theta0[j] + share * free_step[j]
+    else:
+        lower[j] = theta0[j] + share * free_step[j]
+    return lower, upper, j
+
+
+THETA0 = np.array([0.3, -0.2, 0.1])
+
+
+def test_the_free_first_step_is_the_minimiser_of_the_damped_model():
+    """Without bounds the step is d = -(J'J + lam D)^-1 J'r (S = 0 before any secant update,
+    lam = LM_LAMBDA0, D = diag(J'J); no affine-scaling term without a finite bound), in both
+    modes. Tolerance 1e-12: the same exact minimiser, rounding only."""
+    A, b = _linear_problem()
+    JtJ = A.T @ A
+    expected = -np.linalg.solve(JtJ + lm.LM_LAMBDA0 * np.diag(np.diag(JtJ)), A.T @ (A @ THETA0 - b))
+    for interior in (True, False):
+        step, state = _first_step(THETA0, np.full(3, -np.inf), np.full(3, np.inf), interior)
+        np.testing.assert_allclose(step, expected, rtol=1e-12, atol=1e-12)
+        assert int(state.status) == 0 and bool(state.accepted)
+
+
+def test_the_interior_first_step_stops_short_of_a_bound_across_its_path():
+    """A bound half way along the free step: the step equals the bounded minimiser of the interior
+    model (checked against scipy's BVLS on the same model, to 1e-12: rounding only), and it stops
+    strictly inside the box, at beta of the way to that bound or short of it."""
+    lower, upper, j = _bound_across_the_free_step(THETA0, 0.5)
+    step, _ = _first_step(THETA0, lower, upper)
+    np.testing.assert_allclose(step, _interior_reference(THETA0, lower, upper), rtol=1e-12, atol=1e-12)
+    bound = upper[j] if np.isfinite(upper[j]) else lower[j]
+    assert 0 < abs(step[j]) <= lm.STEP_BACK * abs(bound - THETA0[j]) + 1e-15
+
+
+def test_the_box_only_first_step_reaches_a_binding_bound_exactly():
+    """interior=False: d = argmin r'Jd + d'(J'J + lam D)d/2 in the bounds' box, as BVLS finds it
+    (1e-12), with the binding bound reached exactly."""
+    lower, upper, j = _bound_across_the_free_step(THETA0, 0.5)
+    step, _ = _first_step(THETA0, lower, upper, interior=False)
+    A, b = _linear_problem()
+    JtJ = A.T @ A
+    expected = _bvls(JtJ + lm.LM_LAMBDA0 * np.diag(np.diag(JtJ)), A.T @ (A @ THETA0 - b), lower - THETA0,
+                     upper - THETA0)
     np.testing.assert_allclose(step, expected, rtol=1e-12, atol=1e-12)
-    if bounded:
-        assert theta0[j] + step[j] in (lower[j], upper[j]) or np.isclose(theta0[j] + step[j], [lower[j], upper[j]],
-                                                                         rtol=0, atol=1e-15).any()
-    assert int(state.status) == 0 and bool(state.accepted)
+    assert THETA0[j] + step[j] in (lower[j], upper[j])
+
+
+@pytest.mark.parametrize("theta", [0.5, 0.134, 2.54e-4])
+def test_the_interior_step_in_one_variable_has_its_closed_form(theta):
+    """r = theta + 1 on [0, 1] pulls theta towards its lower bound 0 (g = theta + 1, v = theta):
+    the model's Hessian is 1 + lam + (theta + 1)/theta, so d = -(theta + 1)/(1 + lam + (theta + 1)/theta),
+    which converges quadratically (theta_new ~ (1 + lam) theta^2), cut at the stepped-back box
+    d >= -beta theta, beta = max(0.995, 1 - (theta + 1) theta); where that leaves theta within SNAP
+    (1e-4 of the width 1) of 0, theta goes to 0 exactly. The three points: the model's step
+    inside the box; inside, ending 2.5e-4 from the bound (no snap); cut by the box and snapped.
+    Tolerance 1e-14: closed form against the active-set solve, rounding only."""
+    lam = lm.LM_LAMBDA0
+    step, predicted = lm.box_step(jnp.array([theta + 1.0]), jnp.array([[1.0]]), jnp.zeros((1, 1)), jnp.asarray(lam),
+                                  jnp.array([theta]), jnp.array([0.0]), jnp.array([1.0]))
+    beta = max(lm.STEP_BACK, 1.0 - (theta + 1.0) * theta)
+    d = max(-(theta + 1.0) / (1.0 + lam + (theta + 1.0) / theta), -beta * theta)
+    if theta + d <= lm.SNAP:
+        assert float(step[0]) == -theta  # onto the bound, exactly
+    else:
+        np.testing.assert_allclose(float(step[0]), d, rtol=1e-14)
+    s = float(step[0])
+    np.testing.assert_allclose(float(predicted), -2.0 * (theta + 1.0) * s - s * s, rtol=1e-14)
 
 
 def _solve(residuals, theta0, lower, upper, iterations=200):
@@ -169,7 +244,8 @@ def test_an_indefinite_secant_term_falls_back_to_gauss_newton():
     S[0, 1] = S[1, 0] = 2.0
     theta = np.full(5, 0.5)
     lower, upper = np.full(5, -10.0), np.full(5, 10.0)
-    step, predicted = jax.jit(lm.box_step)(*map(jnp.asarray, (r, J, S, lm.LM_LAMBDA_STOP, theta, lower, upper)))
+    step, predicted = jax.jit(lm.box_step, static_argnames="interior")(
+        *map(jnp.asarray, (r, J, S, lm.LM_LAMBDA_STOP, theta, lower, upper)), interior=False)  # the stopping test's
     g = J.T @ r
     assert float(predicted) == pytest.approx(g[0] ** 2 / (J[:, 0] @ J[:, 0]), rel=1e-9)
     assert float(step[0]) == pytest.approx(-g[0] / (J[:, 0] @ J[:, 0]), rel=1e-9)
