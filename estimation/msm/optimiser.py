@@ -16,8 +16,9 @@ Optimisers (:data:`OPTIMISERS`, ``levelfield calibrate --optimizer NAME``):
   (``estimation.msm.lm.scale_by_bounded_lm``), fed the residuals and their Jacobian dr/dtheta
   from forward-mode autodiff (through the education fixed point by the implicit function
   theorem): one evaluation per iteration. Each step is the exact minimiser of the damped model in
-  the box (an active-set solve in JAX), so a bound that binds is an active constraint; on the
-  default problem it needs a third of L-BFGS's evaluations (README, Performance).
+  a box (an active-set solve in JAX); the model's affine-scaling term and the box's step-back keep
+  the iterates off the bounds until a bound binds, which is then met exactly; on the default
+  problem it needs a third of L-BFGS's evaluations (README, Performance).
 - ``lbfgs``: ``optax.lbfgs`` with its zoom line search on the unconstrained scale u
   (``parameters.theta_of_u``), driven by reverse-mode gradients of Q(theta(u)).
 - ``adam``: ``optax.adam`` on u, the first-order baseline (``benchmarks/bench_optimisers.py``):
