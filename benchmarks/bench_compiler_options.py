@@ -69,9 +69,13 @@ def _worker(n_agents: int, n_firms: int, repeats: int) -> dict:
     return out
 
 
-def _process(n_agents: int, n_firms: int, repeats: int, on: bool) -> dict:
+def _process(n_agents: int, n_firms: int, repeats: int, on: bool, candidate: str = "") -> dict:
+    """One worker process: jaxmodel's options (on) or XLA's defaults (off); with ``candidate``,
+    "off" means jaxmodel's options plus the candidate XLA flags instead."""
     env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "LEVELFIELD_XLA_OPTIONS")}
-    if not on:
+    if not on and candidate:
+        env["XLA_FLAGS"] = candidate
+    elif not on:
         env["LEVELFIELD_XLA_OPTIONS"] = "off"
     done = subprocess.run([sys.executable, __file__, "--worker", f"{n_agents}:{n_firms}", "--repeats", str(repeats)],
                           env=env, capture_output=True, text=True, check=False)
@@ -85,6 +89,9 @@ def main() -> int:
     parser.add_argument("--sizes", default="20000:100,100000:500", help="N:F pairs, comma-separated")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--candidate", default="",
+                        help="XLA flags to try on top of jaxmodel's options: the 'off' side runs with them instead "
+                             "of XLA's defaults (for example --xla_backend_optimization_level=1)")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     parser.add_argument("--out", type=Path, default=RESULTS / "compiler_options.json")
     args = parser.parse_args()
@@ -99,7 +106,7 @@ def main() -> int:
         pairs = []
         for p in range(args.pairs):
             order = (True, False) if p % 2 == 0 else (False, True)
-            runs = {("on" if on else "off"): _process(n, f, args.repeats, on) for on in order}
+            runs = {("on" if on else "off"): _process(n, f, args.repeats, on, args.candidate) for on in order}
             pairs.append(runs)
             print(f"N={n} F={f} pair {p + 1}: " + "; ".join(
                 f"{k}: moments {v['moments']['run_s']:.4f} s (compile {v['moments']['compile_s']:.1f}), "
@@ -125,6 +132,7 @@ def main() -> int:
         "how": "pairs of new processes in alternating order, options on (import jaxmodel) and off "
                "(LEVELFIELD_XLA_OPTIONS=off); compile and median run of a cold-start program",
         "options": __import__("jaxmodel").compilation.CPU_OPTIONS,
+        "off_side": f"jaxmodel's options and {args.candidate}" if args.candidate else "XLA's defaults",
         "sizes": rows,
     })
     return 0
