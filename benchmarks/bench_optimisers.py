@@ -5,7 +5,7 @@ free set's search box as bounds) at N agents, started from the same scrambled-So
 (``estimation.msm.parameters.starting_points``: the baseline, then Sobol over the middle 90% of
 the box). The optimisers:
 
-- ``lm``, ``lbfgs``, ``adam``: levelfield's optax loop (``estimation.msm.optimiser``), one start at a
+- ``lm``, ``lm-box``, ``lbfgs``, ``adam``: levelfield's optax loop (``estimation.msm.optimiser``), one start at a
   time (no pruning of dominated starts), on jaxmodel;
 - ``scipy_trf``: ``scipy.optimize.least_squares(method="trf")`` on the residuals C'g and their exact
   Jacobian from ``optimiser.evaluate`` (the program the LM runs; warm-started like the LM);
@@ -62,11 +62,12 @@ PROBLEMS: dict[str, tuple[tuple[str, ...], dict]] = {
     "six": (("alpha", "sigma_nu", "sigma", "eta1", "xi", "psi"), {}),
     "bound": (("alpha", "sigma_nu", "sigma", "eta1", "xi"), {"xi": (0.0, 0.5)}),
 }
-LOOP_OPTIMIZERS = ("lm", "lbfgs", "adam")
+LOOP_OPTIMIZERS = ("lm", "lm-box", "lbfgs", "adam")
 OPTIMIZERS = (*LOOP_OPTIMIZERS, "scipy_trf", "scipy_lbfgsb", "nag_dfols")
 #: Each optimiser's budget. For the loop, max_iter counts evaluations (lm: one per iteration).
 CAPS: dict[str, dict] = {
     "lm": {"max_iter": 100},
+    "lm-box": {"max_iter": 100},
     "lbfgs": {"max_iter": 200},
     "adam": {"max_iter": 200},
     "scipy_trf": {"max_nfev": 100},
@@ -75,7 +76,10 @@ CAPS: dict[str, dict] = {
 }
 #: What each optimiser is, for the JSON.
 DESCRIPTIONS = {
-    "lm": "levelfield: bounded Levenberg-Marquardt with the NL2SOL secant term, exact forward-mode Jacobians (jaxmodel)",
+    "lm": "levelfield: bounded Levenberg-Marquardt with the NL2SOL secant term, exact forward-mode Jacobians (jaxmodel); "
+          "steps keep off the bounds until one binds (affine-scaling term, stepped-back box)",
+    "lm-box": "levelfield: the same with the box-only step, straight onto a bound the linear model points at "
+              "(levelfield's lm until 2026-12-04)",
     "lbfgs": "levelfield: optax.lbfgs with its zoom line search on the unconstrained scale, reverse-mode gradients (jaxmodel)",
     "adam": "levelfield: optax.adam on the unconstrained scale, reverse-mode gradients, the best point kept (jaxmodel)",
     "scipy_trf": "scipy.optimize.least_squares(method='trf') with levelfield's exact Jacobian (optimiser.evaluate, jaxmodel)",

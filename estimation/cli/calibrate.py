@@ -51,8 +51,9 @@ def register(commands) -> None:
                      help="most optimiser iterations (evaluations of the moments and their Jacobian) per start (default 100)")
     est.add_argument("--optimizer", type=optimizer_name, default="lm", metavar="NAME",
                      help="the optimiser: lm (default; bounded Levenberg-Marquardt with the NL2SOL secant term, "
-                          "exact Jacobians) or lbfgs (optax.lbfgs with its zoom line search on the unconstrained "
-                          "scale, reverse-mode gradients)")
+                          "exact Jacobians, steps that keep off the bounds until one binds), lm-box (the same with "
+                          "steps straight onto a bound), lbfgs (optax.lbfgs with its zoom line search on the "
+                          "unconstrained scale, reverse-mode gradients) or adam")
     est.add_argument("--sim-sets", type=positive_int, default=20, metavar="R",
                      help="independent draw sets for the simulation noise Omega_sim (default 20)")
     est.add_argument("--flip-checks", type=int, default=2, metavar="K",

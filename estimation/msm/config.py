@@ -45,8 +45,8 @@ class CalibrationConfig:
         seed: PRNG seed of the estimation's draws (simulation-noise draws use other keys).
         n_starts: starting points of the multistart.
         max_iter: most optimiser iterations (evaluations) per start; gtol, ftol: stopping rules (msm.Tolerances).
-        optimizer: the optimiser, a name in ``optimiser.OPTIMISERS`` ("lm", Levenberg-Marquardt, or
-            "lbfgs", optax's L-BFGS).
+        optimizer: the optimiser, a name in ``optimiser.OPTIMISERS`` ("lm", Levenberg-Marquardt;
+            "lm-box", the same with the box-only step; "lbfgs", optax's L-BFGS; "adam").
         n_sim: independent draw sets for Omega_sim.
         flip_checks: how many of the closest sign flips to check by re-estimation.
         regime_draws: draws of theta ~ N(theta_hat, V) for the probability of the concentrating

@@ -19,6 +19,9 @@ Optimisers (:data:`OPTIMISERS`, ``levelfield calibrate --optimizer NAME``):
   a box (an active-set solve in JAX); the model's affine-scaling term and the box's step-back keep
   the iterates off the bounds until a bound binds, which is then met exactly; on the default
   problem it needs a third of L-BFGS's evaluations (README, Performance).
+- ``lm-box``: the same with the box-only step (straight onto a bound the linear model points at):
+  fewer evaluations from a good start, stuck at a corner of the box more often from a poor one
+  (``benchmarks/bench_optimisers.py``).
 - ``lbfgs``: ``optax.lbfgs`` with its zoom line search on the unconstrained scale u
   (``parameters.theta_of_u``), driven by reverse-mode gradients of Q(theta(u)).
 - ``adam``: ``optax.adam`` on u, the first-order baseline (``benchmarks/bench_optimisers.py``):
@@ -267,23 +270,33 @@ class Method:
 
 @dataclasses.dataclass(frozen=True)
 class LevenbergMarquardt(Method):
-    """``lm``: :func:`estimation.msm.lm.scale_by_bounded_lm` on theta, fed r = C'g and dr/dtheta."""
+    """``lm``: :func:`estimation.msm.lm.scale_by_bounded_lm` on theta, fed r = C'g and dr/dtheta.
+
+    ``interior``: the step that keeps off the bounds until one binds (``lm``, the default), or the
+    box-only step that goes straight onto a bound the linear model points at (``lm-box``: fewer
+    evaluations from a good start, a bound-constrained local minimum more often from a poor one).
+    """
 
     name: str = "lm"
     method: str = "Levenberg-Marquardt"
     scale: str = "theta"
     start_evaluates: bool = False
+    interior: bool = True
 
     def settings(self) -> dict:
+        if self.interior:
+            step = ("exact minimiser of the damped model (with Coleman-Li's affine-scaling term) in the box "
+                    f"stepped back by max({lm.STEP_BACK}, 1 - |g v|) (primal active set); a variable within "
+                    f"{lm.SNAP:g} of its width from a bound goes onto it")
+        else:
+            step = "exact minimiser of the damped model in the box (primal active set)"
         return {"transformation": "estimation.msm.lm.scale_by_bounded_lm", "scale": self.scale,
                 "lambda0": lm.LM_LAMBDA0, "lambda_max": lm.LM_LAMBDA_MAX, "secant": "NL2SOL structured update",
-                "step": "exact minimiser of the damped model (with Coleman-Li's affine-scaling term) in the box "
-                        f"stepped back by max({lm.STEP_BACK}, 1 - |g v|) (primal active set); a variable within "
-                        f"{lm.SNAP:g} of its width from a bound goes onto it"}
+                "step": step}
 
     def transformation(self, problem: Problem, tol: Tolerances):
         return lm.scale_by_bounded_lm(problem.free.lower, problem.free.upper, problem.targets.shape[0],
-                                      gtol=tol.gtol, ftol=tol.ftol, patience=tol.patience)
+                                      gtol=tol.gtol, ftol=tol.ftol, patience=tol.patience, interior=self.interior)
 
     def _judge(self, tx, params, opt_state, lane: Lane, problem: Problem, C):
         r = C.T @ (lane.moments - lane.targets)
@@ -438,6 +451,7 @@ def _adam():
 #: The optimisers of ``levelfield calibrate --optimizer``.
 OPTIMISERS: dict[str, Method] = {
     "lm": LevenbergMarquardt(),
+    "lm-box": LevenbergMarquardt(name="lm-box", method="Levenberg-Marquardt (box-only step)", interior=False),
     "lbfgs": GradientMethod(name="lbfgs", method="optax.lbfgs (zoom line search)", scale="u", make=_lbfgs,
                             options=LBFGS_OPTIONS, linesearch=True),
     "adam": GradientMethod(name="adam", method="optax.adam", scale="u", make=_adam, options=ADAM_OPTIONS,

@@ -120,7 +120,7 @@ CASES = [
     ("bound-reversed", [*CAL, "--bound", "xi=0.5:0.1"], "xi"),
     ("bound-text", [*CAL, "--bound", "xi=low:high"], "xi"),
     ("bound-outside-domain", [*CAL, "--bound", "xi=-1:0.5"], "xi"),
-    ("optimizer-unknown", [*CAL, "--optimizer", "newton"], "choose from lm, lbfgs"),
+    ("optimizer-unknown", [*CAL, "--optimizer", "newton"], "choose from lm, lm-box, lbfgs, adam"),
     ("bound-malformed", [*CAL, "--bound", "sigma"], "sigma"),
     ("bound-not-free", [*CAL, "--bound", "tau=0.1:1"], "tau"),
     ("starts-zero", [*CAL, "--starts", "0"], "must be >= 1"),
@@ -208,7 +208,7 @@ def _run(argv: list[str], capsys) -> tuple[int, str]:
 def test_an_unknown_optimizer_gets_one_line_naming_the_allowed_values(capsys):
     code, err = _run([*CAL, "--optimizer", "newton"], capsys)
     assert code == 2 and err.count("\n") == 1
-    assert "--optimizer" in err and "'newton' is not an optimiser; choose from lm, lbfgs" in err
+    assert "--optimizer" in err and "'newton' is not an optimiser; choose from lm, lm-box, lbfgs, adam" in err
 
 
 def test_the_table_is_large_enough():

@@ -32,7 +32,7 @@ def _best(name: str) -> optimiser.StartRecord:
 
 @pytest.fixture(scope="module")
 def best():
-    return {name: _best(name) for name in ("lm", "lbfgs")}
+    return {name: _best(name) for name in ("lm", "lm-box", "lbfgs")}
 
 
 def test_lm_and_lbfgs_reach_the_same_criterion(best):
@@ -44,6 +44,20 @@ def test_lm_and_lbfgs_reach_the_same_criterion(best):
     assert lbfgs.value == pytest.approx(lm.value, rel=1e-5), (lm, lbfgs)
     np.testing.assert_allclose(lbfgs.theta, lm.theta, rtol=0, atol=1e-2)
     assert lm.method == "Levenberg-Marquardt" and lbfgs.method.startswith("optax.lbfgs")
+
+
+def test_lm_and_its_box_only_step_reach_the_same_minimum_with_the_binding_bound_met_exactly(best):
+    """lm's interior step and lm-box's box-only step (the same method, other steps) end at the same
+    minimum from the same starts: the criterion to ftol (1 + Q) absolute (each stops when its
+    Gauss-Newton model's best decrease, about Q - Q*, is below that; measured 3.5e-8 against 1e-6),
+    with sigma_nu exactly on its lower bound 0 in both (the interior step snaps a variable it leaves
+    within 1e-4 of its width)."""
+    interior, box = best["lm"], best["lm-box"]
+    assert interior.status.converged and box.status.converged, (interior.status, box.status)
+    assert abs(interior.value - box.value) <= CONFIG.ftol * (1 + box.value), (interior, box)
+    names = list(validate(CONFIG).free.names)
+    assert interior.theta[names.index("sigma_nu")] == 0.0 and box.theta[names.index("sigma_nu")] == 0.0
+    assert box.method == "Levenberg-Marquardt (box-only step)"
 
 
 def test_lm_needs_fewer_evaluations_than_lbfgs(best):
