@@ -511,6 +511,7 @@ def bench_problem(name: str, optimizers: list[str], args: argparse.Namespace, pa
                                             **run_optimizer(optimizer, setup, starts)}
         problem["summary"] = summarise(problem, args.rtol)
         write_json(args.out, payload)
+    problem["summary"] = summarise(problem, args.rtol)  # also when every run was kept (--resume)
     best = np.array(list(problem["summary"]["best_theta"].values()))
     problem["summary"]["binding_at_best"] = dict(zip(setup.free.names, setup.free.binding(best)))
     # After the runs, so that the warm-up of scipy_trf, not this check, compiles ``evaluate``.
