@@ -499,7 +499,7 @@ def bench_problem(name: str, optimizers: list[str], args: argparse.Namespace, pa
                "starts": starts.tolist(), "optimizers": {}}
     kept = payload["problems"].get(name)
     if kept is not None:  # --resume: the optimisers this problem has already run, from the same starts
-        if kept["free"] != problem["free"] or not np.allclose(kept["starts"], problem["starts"], rtol=0, atol=0):
+        if kept["free"] != problem["free"] or kept["starts"] != problem["starts"]:
             raise SystemExit(f"--resume: {args.out} holds problem {name!r} with other parameters or starts")
         problem["optimizers"] = {k: v for k, v in kept["optimizers"].items() if len(v["runs"]) == args.starts}
     payload["problems"][name] = problem
